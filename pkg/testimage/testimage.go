@@ -222,7 +222,7 @@ func Build(w io.Writer, opts Options) error {
 			Size:      int64(len(manifest)),
 			Platform:  &ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
 			Annotations: map[string]string{
-				AnnotationImageName:        opts.ImageName,
+				AnnotationImageName:       opts.ImageName,
 				ocispec.AnnotationRefName: tag,
 			},
 		}},

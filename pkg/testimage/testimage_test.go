@@ -106,7 +106,7 @@ func TestBuildIsAValidOCILayout(t *testing.T) {
 	}
 	mdesc := index.Manifests[0]
 	wantAnn := map[string]string{
-		"io.containerd.image.name":         "docker.io/library/busybox:latest",
+		"io.containerd.image.name":          "docker.io/library/busybox:latest",
 		"org.opencontainers.image.ref.name": "latest",
 	}
 	if diff := cmp.Diff(wantAnn, mdesc.Annotations); diff != "" {
@@ -202,7 +202,7 @@ func TestBuildHonoursOptions(t *testing.T) {
 				WorkingDir: "/srv",
 			},
 			wantAnn: map[string]string{
-				"io.containerd.image.name":         "registry.local/kukeon/web:v2",
+				"io.containerd.image.name":          "registry.local/kukeon/web:v2",
 				"org.opencontainers.image.ref.name": "v2",
 			},
 			want: ocispec.ImageConfig{
@@ -216,7 +216,7 @@ func TestBuildHonoursOptions(t *testing.T) {
 			name: "a name with a registry port and no tag gets the tag latest",
 			opts: Options{ImageName: "localhost:5000/busybox"},
 			wantAnn: map[string]string{
-				"io.containerd.image.name":         "localhost:5000/busybox",
+				"io.containerd.image.name":          "localhost:5000/busybox",
 				"org.opencontainers.image.ref.name": "latest",
 			},
 			want: ocispec.ImageConfig{Env: DefaultEnv, Cmd: []string{"sh"}},
