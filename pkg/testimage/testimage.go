@@ -324,7 +324,7 @@ func buildLayer(busybox string) ([]byte, digest.Digest, error) {
 	file("etc/passwd", 0o644, []byte(
 		"root:x:0:0:root:/root:/bin/sh\n"+
 			"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"))
-	file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\nnobody:x:65534:\n"))
+	file("etc/group", 0o644, []byte("root:x:0:\nnobody:x:65534:\nnogroup:x:65534:\n"))
 	file("etc/hosts", 0o644, []byte("127.0.0.1\tlocalhost\n::1\tlocalhost\n"))
 
 	var raw bytes.Buffer
