@@ -1,0 +1,202 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
+	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/hierarchy"
+)
+
+// Observed is what exists on the host, as far as the plan needs to know.
+type Observed struct {
+	// Available are the controllers the cgroup root offers.
+	Available []string
+	// Namespaces are the containerd namespaces that exist.
+	Namespaces map[string]bool
+	// Containers are our containers per namespace.
+	Containers map[string][]ctr.Container
+	// Cgroups are the observed level cgroups by group path.
+	Cgroups map[string]CgroupState
+	// Restarts carries restart bookkeeping from the previous status, by
+	// "<namespace>/<containerdID>".
+	Restarts map[string]RestartState
+}
+
+// CgroupState is an observed level cgroup.
+type CgroupState struct {
+	Exists bool
+	// Delegated is the content of cgroup.subtree_control.
+	Delegated []string
+	// Files are the values of the resource files the desired state sets.
+	Files map[string]string
+}
+
+// RestartState is what the restart policy needs to remember about a
+// container between passes.
+type RestartState struct {
+	Count        int
+	LastExitCode uint32
+	GaveUp       bool
+}
+
+// ContainersOfCell returns our containers of a cell in ns.
+func (o *Observed) ContainersOfCell(ns, space, stack, cellID string) []ctr.Container {
+	var out []ctr.Container
+	for _, c := range o.Containers[ns] {
+		l := c.Labels
+		if l[ctr.LabelSpace] == space && l[ctr.LabelStack] == stack && l[ctr.LabelCell] == cellID {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Observer reads the host.
+type Observer struct {
+	Runtime Runtime
+	Cgroups Cgroups
+	// Workers bounds concurrent reads.
+	Workers int
+}
+
+// Observe reads what the plan needs for the desired tree and the inventory.
+// It performs no writes.
+func (o *Observer) Observe(ctx context.Context, tree *hierarchy.Tree, inv *Inventory) (*Observed, error) {
+	obs := &Observed{
+		Namespaces: map[string]bool{},
+		Containers: map[string][]ctr.Container{},
+		Cgroups:    map[string]CgroupState{},
+		Restarts:   map[string]RestartState{},
+	}
+	avail, err := o.Cgroups.Available()
+	if err != nil {
+		return nil, fmt.Errorf("read available cgroup controllers: %w", err)
+	}
+	obs.Available = avail
+
+	nss, err := o.Runtime.ListNamespaces(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	for _, ns := range nss {
+		obs.Namespaces[ns] = true
+	}
+
+	// Namespaces and cgroups to look at: desired and recorded.
+	wantNS := map[string]bool{}
+	groups := map[string][]string{} // group → resource files to read
+	addGroup := func(path string, res *v1beta1.Resources) {
+		files := groups[path]
+		for _, f := range v1beta1.CgroupFiles(res) {
+			files = append(files, f.File)
+		}
+		groups[path] = files
+	}
+	for _, r := range tree.Realms {
+		wantNS[r.Namespace] = true
+		addGroup(r.CgroupPath, r.Resources)
+		for _, s := range r.Spaces {
+			addGroup(s.CgroupPath, s.Resources)
+			for _, st := range s.Stacks {
+				addGroup(st.CgroupPath, st.Resources)
+				for _, c := range st.Cells {
+					addGroup(c.CgroupPath, c.Resources)
+				}
+			}
+		}
+	}
+	for _, rec := range inv.Objects {
+		wantNS[rec.Namespace] = true
+		if _, ok := groups[rec.Cgroup]; !ok {
+			groups[rec.Cgroup] = nil
+		}
+	}
+
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	sem := make(chan struct{}, max(o.Workers, 1))
+	var wg sync.WaitGroup
+	for _, ns := range sortedKeys(wantNS) {
+		if !obs.Namespaces[ns] {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			cs, err := o.Runtime.ListContainers(ctx, ns)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("list containers in %s: %w", ns, err))
+				return
+			}
+			obs.Containers[ns] = cs
+		}()
+	}
+	for _, g := range sortedKeys(groups) {
+		files := dedupe(append([]string{"cgroup.subtree_control"}, groups[g]...))
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			st, err := o.readCgroup(g, files)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			obs.Cgroups[g] = st
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return obs, nil
+}
+
+func (o *Observer) readCgroup(group string, files []string) (CgroupState, error) {
+	ok, err := o.Cgroups.Exists(group)
+	if err != nil {
+		return CgroupState{}, fmt.Errorf("stat cgroup %s: %w", group, err)
+	}
+	if !ok {
+		return CgroupState{}, nil
+	}
+	vals, err := o.Cgroups.Read(group, files)
+	if err != nil {
+		return CgroupState{}, fmt.Errorf("read cgroup %s: %w", group, err)
+	}
+	st := CgroupState{Exists: true, Files: map[string]string{}}
+	for k, v := range vals {
+		if k == "cgroup.subtree_control" {
+			st.Delegated = strings.Fields(v)
+			sort.Strings(st.Delegated)
+			continue
+		}
+		st.Files[k] = v
+	}
+	return st, nil
+}
+
+func dedupe(ss []string) []string {
+	seen := map[string]bool{}
+	out := ss[:0]
+	for _, s := range ss {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

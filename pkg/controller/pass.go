@@ -1,0 +1,332 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/hierarchy"
+	"github.com/kukeon/reconciler/pkg/manifest"
+)
+
+// Options configure a Reconciler.
+type Options struct {
+	// Manifests are the manifest directories or files.
+	Manifests []string
+	// StateDir holds inventory.json, status.json and container logs.
+	StateDir   string
+	Hierarchy  hierarchy.Options
+	Prune      bool
+	AllowEmpty bool
+	Workers    int
+	// Timeout bounds the readiness wait after apply (0: no wait).
+	Timeout time.Duration
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
+}
+
+// Reconciler runs passes.
+type Reconciler struct {
+	Runtime Runtime
+	Cgroups Cgroups
+	Loader  *manifest.Loader
+	Opts    Options
+}
+
+// PassResult is what one pass found and did.
+type PassResult struct {
+	StartedAt   time.Time
+	Duration    time.Duration
+	Load        *manifest.Result
+	Diagnostics []manifest.Diagnostic
+	Tree        *hierarchy.Tree
+	Plan        *Plan
+	Outcomes    []Outcome
+	Status      *Status
+	// NotReady lists containers that should run and do not, with the tail
+	// of their log.
+	NotReady []string
+	// Err is a pass-level error (containerd unreachable, state unreadable).
+	Err error
+}
+
+// OK reports whether the pass converged: no manifest errors, no failed or
+// blocked change, every container that should run runs.
+func (r *PassResult) OK() bool {
+	if r.Err != nil || len(r.NotReady) > 0 {
+		return false
+	}
+	for _, d := range r.Diagnostics {
+		if d.Severity == manifest.SeverityError {
+			return false
+		}
+	}
+	for _, o := range r.Outcomes {
+		if o.Err != nil || o.Blocked != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Errors lists the failures of the pass as lines.
+func (r *PassResult) Errors() []string {
+	var out []string
+	if r.Err != nil {
+		out = append(out, r.Err.Error())
+	}
+	for _, o := range r.Outcomes {
+		if o.Err != nil {
+			out = append(out, fmt.Sprintf("%s: %v", o.Change.Key, o.Err))
+		} else if o.Blocked != "" {
+			out = append(out, fmt.Sprintf("%s: blocked: %s failed", o.Change.Key, o.Blocked))
+		}
+	}
+	out = append(out, r.NotReady...)
+	return out
+}
+
+func (rc *Reconciler) now() time.Time {
+	if rc.Opts.Now != nil {
+		return rc.Opts.Now()
+	}
+	return time.Now()
+}
+
+func (rc *Reconciler) inventoryPath() string {
+	return filepath.Join(rc.Opts.StateDir, "inventory.json")
+}
+func (rc *Reconciler) statusPath() string { return filepath.Join(rc.Opts.StateDir, "status.json") }
+
+// Desired loads the manifests and builds the tree.
+func (rc *Reconciler) Desired() (*manifest.Result, *hierarchy.Tree, []manifest.Diagnostic, map[string]bool) {
+	if rc.Loader == nil {
+		rc.Loader = manifest.NewLoader(manifest.Options{})
+	}
+	res := rc.Loader.Load(rc.Opts.Manifests, os.Stdin)
+	tree, hdiags := hierarchy.Build(res.Documents, rc.Opts.Hierarchy)
+	diags := append(append([]manifest.Diagnostic{}, res.Diagnostics...), hdiags...)
+	failed := map[string]bool{}
+	for _, f := range res.Files {
+		if f.Failed {
+			failed[f.Path] = true
+		}
+	}
+	for _, d := range diags {
+		if d.Severity == manifest.SeverityError && d.Position.File != "" {
+			failed[d.Position.File] = true
+		}
+	}
+	return res, tree, diags, failed
+}
+
+// Plan computes the plan of a pass without changing anything: it is all
+// that --dry-run runs.
+func (rc *Reconciler) Plan(ctx context.Context) *PassResult {
+	pr := &PassResult{StartedAt: rc.now()}
+	defer func() { pr.Duration = rc.now().Sub(pr.StartedAt) }()
+	var failed map[string]bool
+	pr.Load, pr.Tree, pr.Diagnostics, failed = rc.Desired()
+	inv, err := LoadInventory(rc.inventoryPath())
+	if err != nil {
+		pr.Err = err
+		return pr
+	}
+	prev, err := LoadStatus(rc.statusPath())
+	if err != nil {
+		prev = nil // a torn or foreign status only loses restart counts
+	}
+	obs, err := (&Observer{Runtime: rc.Runtime, Cgroups: rc.Cgroups, Workers: rc.workers()}).Observe(ctx, pr.Tree, inv)
+	if err != nil {
+		pr.Err = err
+		return pr
+	}
+	obs.Restarts = restartsFrom(prev)
+	pr.Plan = ComputePlan(PlanInput{
+		Desired: pr.Tree, Observed: obs, Inventory: inv, FailedFiles: failed,
+		Prune: rc.Opts.Prune, AllowEmpty: rc.Opts.AllowEmpty,
+	})
+	return pr
+}
+
+func (rc *Reconciler) workers() int { return max(rc.Opts.Workers, 1) }
+
+// Pass runs one full pass: plan, apply, wait for readiness (up to
+// Opts.Timeout), record status.
+func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
+	log := logr.FromContextOrDiscard(ctx)
+	pr := &PassResult{StartedAt: rc.now()}
+	defer func() { pr.Duration = rc.now().Sub(pr.StartedAt) }()
+	var failed map[string]bool
+	pr.Load, pr.Tree, pr.Diagnostics, failed = rc.Desired()
+	for _, d := range pr.Diagnostics {
+		if d.Severity == manifest.SeverityError {
+			log.Error(nil, "manifest error", "position", d.Position.String(), "object", d.Object, "field", d.Field, "message", d.Message)
+		}
+	}
+	inv, err := LoadInventory(rc.inventoryPath())
+	if err != nil {
+		pr.Err = err
+		return pr
+	}
+	prev, _ := LoadStatus(rc.statusPath())
+	restarts := restartsFrom(prev)
+	observer := &Observer{Runtime: rc.Runtime, Cgroups: rc.Cgroups, Workers: rc.workers()}
+	obs, err := observer.Observe(ctx, pr.Tree, inv)
+	if err != nil {
+		pr.Err = err
+		return pr
+	}
+	obs.Restarts = restarts
+	pr.Plan = ComputePlan(PlanInput{
+		Desired: pr.Tree, Observed: obs, Inventory: inv, FailedFiles: failed,
+		Prune: rc.Opts.Prune, AllowEmpty: rc.Opts.AllowEmpty,
+	})
+	for _, w := range pr.Plan.Warnings {
+		log.Info("prune refused", "reason", w)
+	}
+
+	creds := map[string][]ctr.Credential{}
+	for _, r := range pr.Tree.Realms {
+		for _, c := range r.RegistryCredentials {
+			creds[r.Namespace] = append(creds[r.Namespace], ctr.Credential{ServerAddress: c.ServerAddress, Username: c.Username, Password: c.Password})
+		}
+	}
+	ex := &Executor{
+		Runtime: rc.Runtime, Cgroups: rc.Cgroups, Available: obs.Available, StateDir: rc.Opts.StateDir,
+		Workers: rc.workers(), Credentials: creds,
+		SaveInventory: func(inv *Inventory) error { return inv.Save(rc.inventoryPath()) },
+	}
+	if pr.Plan.HasChanges() || len(inv.Objects) == 0 || needsRecord(pr.Plan, inv) {
+		pr.Outcomes = ex.Apply(ctx, pr.Plan, inv)
+	} else {
+		for i := range pr.Plan.Changes {
+			pr.Outcomes = append(pr.Outcomes, Outcome{Change: &pr.Plan.Changes[i]})
+		}
+	}
+	// Restarts performed this pass count against the restart policy.
+	for _, o := range pr.Outcomes {
+		if o.Change == nil || o.Change.Cell == nil || o.Err != nil {
+			continue
+		}
+		for _, cc := range o.Change.Containers {
+			if cc.Action == ContainerStart {
+				k := o.Change.Cell.Namespace + "/" + cc.ContainerdID
+				rs := restarts[k]
+				rs.Count++
+				for _, oc := range obs.ContainersOfCell(o.Change.Cell.Namespace, o.Change.Cell.Space, o.Change.Cell.Stack, o.Change.Cell.ID) {
+					if oc.ID == cc.ContainerdID {
+						rs.LastExitCode = oc.Task.ExitCode
+					}
+				}
+				restarts[k] = rs
+			}
+		}
+	}
+
+	final := obs
+	if pr.Plan.HasChanges() {
+		final, err = rc.waitReady(ctx, observer, pr, inv, restarts)
+		if err != nil {
+			pr.Err = err
+			final = obs
+		}
+	}
+	pr.Status = &Status{GeneratedAt: rc.now(), Objects: buildStatus(pr.Tree, final, pr.Outcomes, restarts)}
+	for _, d := range pr.Diagnostics {
+		pr.Status.Diagnostics = append(pr.Status.Diagnostics, d.String())
+	}
+	pr.NotReady = notReady(pr.Status, rc.Opts.StateDir)
+	pr.Status.Pass = PassSummary{StartedAt: pr.StartedAt, Duration: rc.now().Sub(pr.StartedAt).Round(time.Millisecond).String(),
+		OK: pr.OK(), Counts: pr.Plan.Counts(), Errors: pr.Errors()}
+	if err := pr.Status.Save(rc.statusPath()); err != nil && pr.Err == nil {
+		pr.Err = err
+	}
+	return pr
+}
+
+// needsRecord reports whether an unchanged object is missing from the
+// inventory (adoption after the state dir was lost).
+func needsRecord(p *Plan, inv *Inventory) bool {
+	for _, ch := range p.Changes {
+		if ch.Action != ActionDeleted && inv.Objects[ch.Key] == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// waitReady polls until every container that should run is running, or
+// the timeout passes. It returns the last observation.
+func (rc *Reconciler) waitReady(ctx context.Context, o *Observer, pr *PassResult, inv *Inventory, restarts map[string]RestartState) (*Observed, error) {
+	deadline := rc.now().Add(rc.Opts.Timeout)
+	delay := 50 * time.Millisecond
+	for {
+		obs, err := o.Observe(ctx, pr.Tree, inv)
+		if err != nil {
+			return nil, err
+		}
+		sts := buildStatus(pr.Tree, obs, pr.Outcomes, restarts)
+		pending := false
+		for _, s := range sts {
+			if s.State == StatePending || s.State == StateDegraded {
+				pending = true
+			}
+		}
+		if !pending || rc.Opts.Timeout <= 0 || rc.now().After(deadline) {
+			return obs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return obs, nil
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+// notReady lists the containers that should run and do not, with the
+// tail of their log.
+func notReady(st *Status, stateDir string) []string {
+	var out []string
+	for _, o := range st.Objects {
+		if o.Kind != "Cell" || o.State == StateReady || o.State == StateBlocked {
+			continue
+		}
+		for _, c := range o.Containers {
+			if c.State == ContainerRunning || (c.State == ContainerExited && c.ExitCode != nil && *c.ExitCode == 0) {
+				continue
+			}
+			line := fmt.Sprintf("%s: container %s is %s", o.Key, c.ID, strings.ToLower(stateWords(c)))
+			if c.Message != "" {
+				line += " (" + c.Message + ")"
+			}
+			if tail := logTail(filepath.Join(stateDir, "logs", o.Namespace, c.ContainerdID+".log"), 5); tail != "" {
+				line += "\n    " + strings.ReplaceAll(tail, "\n", "\n    ")
+			}
+			out = append(out, line)
+		}
+		if len(o.Containers) == 0 && o.Message != "" {
+			out = append(out, o.Key+": "+o.Message)
+		}
+	}
+	return out
+}
+
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

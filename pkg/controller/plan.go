@@ -1,0 +1,210 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/kukeon/reconciler/pkg/hierarchy"
+)
+
+// Action is what a pass does to an object. The values complete the sentence
+// "Cell lab/web/blog/frontend has been …".
+type Action string
+
+const (
+	ActionUnchanged Action = "unchanged"
+	ActionCreated   Action = "created"
+	ActionUpdated   Action = "updated"
+	ActionRecreated Action = "recreated"
+	ActionDeleted   Action = "deleted"
+)
+
+// Disruptive reports whether the action deletes or recreates something.
+func (a Action) Disruptive() bool { return a == ActionRecreated || a == ActionDeleted }
+
+// Level is one of the four kinds.
+type Level int
+
+const (
+	LevelRealm Level = iota
+	LevelSpace
+	LevelStack
+	LevelCell
+)
+
+func (l Level) String() string {
+	return [...]string{"Realm", "Space", "Stack", "Cell"}[l]
+}
+
+// Change is the planned action on one object. It is pure data: printed,
+// stored in status and asserted in tests.
+type Change struct {
+	Level  Level  `json:"-"`
+	Kind   string `json:"kind"`
+	Key    string `json:"key"`
+	Action Action `json:"action"`
+	// Reasons say why, in plain words ("cgroup missing", "memory.max differs").
+	Reasons []string `json:"reasons,omitempty"`
+	// Implied marks an object no manifest declares.
+	Implied bool `json:"implied,omitempty"`
+	// Steps are the level's own operations, in order.
+	Steps []Step `json:"steps,omitempty"`
+	// Containers are the container operations of a cell change.
+	Containers []ContainerChange `json:"containers,omitempty"`
+
+	// Desired objects (nil for deletes); Record is the inventory entry (nil
+	// for creates of new objects).
+	Realm  *hierarchy.Realm `json:"-"`
+	Space  *hierarchy.Space `json:"-"`
+	Stack  *hierarchy.Stack `json:"-"`
+	Cell   *hierarchy.Cell  `json:"-"`
+	Record *Record          `json:"-"`
+	// Parent is the key of the parent object ("" for realms).
+	Parent string `json:"-"`
+	// ResourceFiles are the level's cgroup files to (re)write.
+	ResourceFiles []string `json:"resourceFiles,omitempty"`
+	// RootPID is the PID of the running root task of a cell whose root is
+	// kept; new workloads join its namespaces.
+	RootPID uint32 `json:"-"`
+}
+
+// Step is one level operation.
+type Step string
+
+const (
+	StepEnsureNamespace Step = "ensure-namespace"
+	StepEnsureCgroup    Step = "ensure-cgroup"
+	StepWriteResources  Step = "write-resources"
+	StepRecordOnly      Step = "record"
+	StepDeleteCgroup    Step = "delete-cgroup"
+	StepDeleteNamespace Step = "delete-namespace"
+)
+
+// ContainerAction is what happens to one container of a cell.
+type ContainerAction string
+
+const (
+	ContainerCreate   ContainerAction = "create"
+	ContainerRecreate ContainerAction = "recreate"
+	ContainerStart    ContainerAction = "start" // restart a stopped task
+	ContainerRelabel  ContainerAction = "relabel"
+	ContainerDelete   ContainerAction = "delete"
+)
+
+// ContainerChange is one container operation in a cell change.
+type ContainerChange struct {
+	ID           string          `json:"id"`
+	ContainerdID string          `json:"containerdId"`
+	Root         bool            `json:"root,omitempty"`
+	Action       ContainerAction `json:"action"`
+	Reason       string          `json:"reason,omitempty"`
+	Fields       []string        `json:"fields,omitempty"`
+}
+
+// Plan is the ordered list of changes of one pass. Unchanged objects are
+// included (Action unchanged) so output with -v and status can list them.
+type Plan struct {
+	Changes []Change `json:"changes"`
+	// Warnings are problems that did not stop planning (a refused prune).
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Counts tallies actions.
+func (p *Plan) Counts() map[Action]int {
+	c := map[Action]int{}
+	for _, ch := range p.Changes {
+		c[ch.Action]++
+	}
+	return c
+}
+
+// HasChanges reports whether anything would be done.
+func (p *Plan) HasChanges() bool {
+	for _, ch := range p.Changes {
+		if ch.Action != ActionUnchanged {
+			return true
+		}
+	}
+	return false
+}
+
+// Disruptive reports whether the plan deletes or recreates anything,
+// including a single container of a cell.
+func (p *Plan) Disruptive() bool {
+	for _, ch := range p.Changes {
+		if ch.Action.Disruptive() {
+			return true
+		}
+		for _, cc := range ch.Containers {
+			if cc.Action == ContainerRecreate || cc.Action == ContainerDelete {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Describe renders the change as the rest of the sentence after its key,
+// e.g. "updated: container sidecar recreated (env)".
+func (c *Change) Describe() string {
+	var parts []string
+	for _, cc := range c.Containers {
+		s := fmt.Sprintf("container %s %s", cc.ID, pastTense(cc.Action))
+		if len(cc.Fields) > 0 {
+			s += " (" + strings.Join(cc.Fields, ", ") + ")"
+		} else if cc.Reason != "" {
+			s += " (" + cc.Reason + ")"
+		}
+		parts = append(parts, s)
+	}
+	if len(c.Containers) == 0 || c.Action == ActionUpdated {
+		for _, r := range c.Reasons {
+			if !containsString(parts, r) {
+				parts = append(parts, r)
+			}
+		}
+	}
+	out := string(c.Action)
+	if c.Implied {
+		out += " (implied)"
+	}
+	if len(parts) > 0 && c.Action != ActionCreated {
+		out += ": " + strings.Join(parts, "; ")
+	}
+	return out
+}
+
+func pastTense(a ContainerAction) string {
+	switch a {
+	case ContainerCreate:
+		return "created"
+	case ContainerRecreate:
+		return "recreated"
+	case ContainerStart:
+		return "restarted"
+	case ContainerRelabel:
+		return "relabeled"
+	case ContainerDelete:
+		return "deleted"
+	}
+	return string(a)
+}
+
+func containsString(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

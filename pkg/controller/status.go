@@ -1,0 +1,291 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
+	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/hierarchy"
+)
+
+// Object states.
+const (
+	StatePending  = "Pending"
+	StateReady    = "Ready"
+	StateDegraded = "Degraded"
+	StateFailed   = "Failed"
+	StateBlocked  = "Blocked"
+)
+
+// Container states.
+const (
+	ContainerRunning = "Running"
+	ContainerExited  = "Exited"
+	ContainerCreated = "Created"
+	ContainerMissing = "Missing"
+	ContainerFailed  = "Failed"
+)
+
+// Status is the last observed status of every object, written to
+// <state-dir>/status.json after every pass.
+type Status struct {
+	GeneratedAt time.Time      `json:"generatedAt"`
+	Pass        PassSummary    `json:"pass"`
+	Objects     []ObjectStatus `json:"objects"`
+	// Diagnostics are the manifest errors and warnings of the pass.
+	Diagnostics []string `json:"diagnostics,omitempty"`
+}
+
+// PassSummary describes the pass that produced a Status.
+type PassSummary struct {
+	StartedAt time.Time      `json:"startedAt"`
+	Duration  string         `json:"duration"`
+	OK        bool           `json:"ok"`
+	Counts    map[Action]int `json:"counts"`
+	Errors    []string       `json:"errors,omitempty"`
+}
+
+// ObjectStatus is the status of one object.
+type ObjectStatus struct {
+	Kind    string `json:"kind"`
+	Key     string `json:"key"`
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	Implied bool   `json:"implied,omitempty"`
+	Source  string `json:"source,omitempty"`
+	// Namespace is the containerd namespace (realms and cells).
+	Namespace  string `json:"namespace,omitempty"`
+	CgroupPath string `json:"cgroupPath,omitempty"`
+	// Controllers are the controllers delegated in the level's
+	// cgroup.subtree_control; MissingControllers were asked for and the
+	// host does not offer them.
+	Controllers        []string          `json:"controllers"`
+	MissingControllers []string          `json:"missingControllers,omitempty"`
+	Containers         []ContainerStatus `json:"containers,omitempty"`
+}
+
+// ContainerStatus is the status of one container of a cell.
+type ContainerStatus struct {
+	ID           string     `json:"id"`
+	ContainerdID string     `json:"containerdId"`
+	Root         bool       `json:"root,omitempty"`
+	State        string     `json:"state"`
+	PID          uint32     `json:"pid,omitempty"`
+	ExitCode     *uint32    `json:"exitCode,omitempty"`
+	StartedAt    *time.Time `json:"startedAt,omitempty"`
+	RestartCount int        `json:"restartCount"`
+	LastExitCode *uint32    `json:"lastExitCode,omitempty"`
+	Message      string     `json:"message,omitempty"`
+}
+
+// LoadStatus reads a status file; a missing file is (nil, nil).
+func LoadStatus(path string) (*Status, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read status: %w", err)
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("parse status %s: %w", path, err)
+	}
+	return &st, nil
+}
+
+// Save writes the status atomically.
+func (s *Status) Save(path string) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// restartsFrom extracts the restart bookkeeping of a previous status.
+func restartsFrom(prev *Status) map[string]RestartState {
+	out := map[string]RestartState{}
+	if prev == nil {
+		return out
+	}
+	for _, o := range prev.Objects {
+		for _, c := range o.Containers {
+			rs := RestartState{Count: c.RestartCount}
+			if c.LastExitCode != nil {
+				rs.LastExitCode = *c.LastExitCode
+			}
+			out[o.Namespace+"/"+c.ContainerdID] = rs
+		}
+	}
+	return out
+}
+
+// buildStatus derives every object's status from the final observation and
+// the outcomes of the pass.
+func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restarts map[string]RestartState) []ObjectStatus {
+	byKey := map[string]Outcome{}
+	for _, o := range outcomes {
+		if o.Change != nil {
+			byKey[o.Change.Key] = o
+		}
+	}
+	level := func(kind, key string, m hierarchy.Meta, ns string, nested bool) ObjectStatus {
+		st := ObjectStatus{Kind: kind, Key: key, Implied: m.Implied, Source: m.Source.String(), CgroupPath: m.CgroupPath, Namespace: ns}
+		if m.Implied {
+			st.Source = ""
+		}
+		cg := obs.Cgroups[m.CgroupPath]
+		st.Controllers = cg.Delegated
+		if st.Controllers == nil {
+			st.Controllers = []string{}
+		}
+		st.MissingControllers = subtract(WantedControllers(m.Resources, nested, obs.Available), obs.Available)
+		if nested {
+			st.MissingControllers = nil
+		}
+		o := byKey[key]
+		switch {
+		case o.Blocked != "":
+			st.State, st.Reason, st.Message = StateBlocked, "ParentFailed", "blocked by "+o.Blocked
+		case o.Err != nil:
+			st.State, st.Reason, st.Message = StateFailed, "ApplyFailed", o.Err.Error()
+		case !cg.Exists:
+			st.State, st.Reason = StatePending, "CgroupMissing"
+		default:
+			st.State = StateReady
+		}
+		if len(st.MissingControllers) > 0 && st.State == StateReady {
+			st.Message = "host lacks controllers: " + fmt.Sprint(st.MissingControllers)
+		}
+		return st
+	}
+	var out []ObjectStatus
+	for _, r := range tree.Realms {
+		st := level(v1beta1.KindRealm, r.Key(), r.Meta, r.Namespace, false)
+		if st.State == StateReady && !obs.Namespaces[r.Namespace] {
+			st.State, st.Reason = StatePending, "NamespaceMissing"
+		}
+		out = append(out, st)
+		for _, s := range r.Spaces {
+			out = append(out, level(v1beta1.KindSpace, s.Key(), s.Meta, "", false))
+			for _, sk := range s.Stacks {
+				out = append(out, level(v1beta1.KindStack, sk.Key(), sk.Meta, "", false))
+				for _, c := range sk.Cells {
+					out = append(out, cellStatus(level(v1beta1.KindCell, c.Key(), c.Meta, c.Namespace, c.NestedCgroupRuntime), c, obs, restarts))
+				}
+			}
+		}
+	}
+	return out
+}
+
+func cellStatus(st ObjectStatus, c *hierarchy.Cell, obs *Observed, restarts map[string]RestartState) ObjectStatus {
+	observed := map[string]ctr.Container{}
+	for _, oc := range obs.ContainersOfCell(c.Namespace, c.Space, c.Stack, c.ID) {
+		observed[oc.ID] = oc
+	}
+	running, expected := 0, 0
+	var failedMsgs, downMsgs []string
+	for _, dc := range c.Containers {
+		cs := ContainerStatus{ID: dc.Spec.ID, ContainerdID: dc.ContainerdID, Root: dc.Root}
+		rs := restarts[c.Namespace+"/"+dc.ContainerdID]
+		cs.RestartCount = rs.Count
+		if rs.Count > 0 {
+			lc := rs.LastExitCode
+			cs.LastExitCode = &lc
+		}
+		oc, ok := observed[dc.ContainerdID]
+		needRun := true
+		switch {
+		case !ok:
+			cs.State = ContainerMissing
+		case oc.Labels[ctr.LabelSpecHash] != dc.SpecHash:
+			cs.State = ContainerMissing
+			cs.Message = "spec changed; waiting for recreate"
+		case oc.Task.Status == ctr.TaskRunning:
+			cs.State, cs.PID = ContainerRunning, oc.Task.PID
+			if !oc.Task.StartedAt.IsZero() {
+				t := oc.Task.StartedAt
+				cs.StartedAt = &t
+			}
+		case oc.Task.Status == ctr.TaskStopped:
+			code := oc.Task.ExitCode
+			cs.ExitCode = &code
+			cs.State = ContainerExited
+			switch dc.Spec.RestartPolicy {
+			case v1beta1.RestartNever:
+				needRun = false
+				if code != 0 {
+					failedMsgs = append(failedMsgs, fmt.Sprintf("container %s exited with code %d", dc.Spec.ID, code))
+				}
+			case v1beta1.RestartOnFailure:
+				if code == 0 {
+					needRun = false
+				} else if int64(rs.Count) >= *dc.Spec.RestartMaxRetries {
+					cs.State = ContainerFailed
+					cs.Message = fmt.Sprintf("exited with code %d after %d restarts (restartMaxRetries %d)", code, rs.Count, *dc.Spec.RestartMaxRetries)
+					failedMsgs = append(failedMsgs, fmt.Sprintf("container %s %s", dc.Spec.ID, cs.Message))
+				}
+			}
+			if dc.Root {
+				needRun = true
+			}
+		default:
+			cs.State = ContainerCreated
+		}
+		if needRun {
+			expected++
+			if cs.State == ContainerRunning {
+				running++
+			} else if cs.State != ContainerFailed {
+				downMsgs = append(downMsgs, fmt.Sprintf("container %s %s", dc.Spec.ID, stateWords(cs)))
+			}
+		}
+		st.Containers = append(st.Containers, cs)
+	}
+	if st.State != StateReady {
+		return st
+	}
+	switch {
+	case len(failedMsgs) > 0:
+		st.State, st.Reason, st.Message = StateFailed, "ContainerFailed", joinMsgs(failedMsgs)
+	case running == expected:
+		st.State = StateReady
+	case running > 0 && slices.ContainsFunc(st.Containers, func(c ContainerStatus) bool { return c.Root && c.State == ContainerRunning }):
+		st.State, st.Reason, st.Message = StateDegraded, "ContainersDown", joinMsgs(downMsgs)
+	default:
+		st.State, st.Reason, st.Message = StatePending, "ContainersNotRunning", joinMsgs(downMsgs)
+	}
+	return st
+}
+
+func stateWords(cs ContainerStatus) string {
+	switch cs.State {
+	case ContainerExited:
+		return fmt.Sprintf("exited with code %d", *cs.ExitCode)
+	case ContainerMissing:
+		return "missing"
+	case ContainerCreated:
+		return "not started"
+	}
+	return cs.State
+}
+
+func joinMsgs(ms []string) string {
+	out := ""
+	for i, m := range ms {
+		if i > 0 {
+			out += "; "
+		}
+		out += m
+	}
+	return out
+}
