@@ -1,0 +1,332 @@
+package ctr
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/errdefs"
+)
+
+// load returns our container id in ns, or an error matching ErrNotFound
+// (missing) or ErrNotOwned (no managed-by label).
+func (c *Client) load(ctx context.Context, cc *client.Client, ns, id string) (client.Container, containers.Container, error) {
+	nctx := nsCtx(ctx, ns)
+	cont, err := cc.LoadContainer(nctx, id)
+	if err != nil {
+		return nil, containers.Container{}, c.fail(cc, "container "+id+" in "+ns, err)
+	}
+	info, err := cont.Info(nctx, client.WithoutRefreshedMetadata)
+	if err != nil {
+		return nil, containers.Container{}, c.fail(cc, "container "+id+" in "+ns, err)
+	}
+	if info.Labels[LabelManagedBy] != ManagedByValue {
+		return nil, containers.Container{}, fmt.Errorf("container %s in %s: %w", id, ns, ErrNotOwned)
+	}
+	return cont, info, nil
+}
+
+// StartContainer makes our container id in ns run and returns its task's
+// PID. Idempotent: a running (or paused, which is resumed) task is kept; a
+// created or stopped task is deleted and a new one started. Output
+// (stdout and stderr) is appended to the container's log file. Errors
+// match ErrNotFound or ErrNotOwned as for DeleteContainer.
+func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, error) {
+	cc, err := c.conn()
+	if err != nil {
+		return 0, err
+	}
+	cont, info, err := c.load(ctx, cc, ns, id)
+	if err != nil {
+		return 0, err
+	}
+	nctx := nsCtx(ctx, ns)
+	task, err := cont.Task(nctx, nil)
+	switch {
+	case errdefs.IsNotFound(err):
+	case err != nil:
+		return 0, c.fail(cc, "task "+id, err)
+	default:
+		st, err := task.Status(nctx)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return 0, c.fail(cc, "task status "+id, err)
+		}
+		switch st.Status {
+		case client.Running:
+			return task.Pid(), nil
+		case client.Paused, client.Pausing:
+			if err := task.Resume(nctx); err != nil {
+				return 0, c.fail(cc, "resume "+id, err)
+			}
+			return task.Pid(), nil
+		}
+		if _, err := task.Delete(nctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return 0, c.fail(cc, "delete old task "+id, err)
+		}
+	}
+
+	logPath := logPathOf(info)
+	if logPath == "" {
+		logPath = c.logPath(ns, id)
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return 0, fmt.Errorf("start %s: log dir: %w", id, err)
+	}
+	task, err = cont.NewTask(nctx, cio.LogFile(logPath))
+	if err != nil {
+		return 0, c.fail(cc, "create task "+id+" in "+ns, err)
+	}
+	if err := task.Start(nctx); err != nil {
+		_, _ = task.Delete(nctx, client.WithProcessKill)
+		return 0, c.fail(cc, "start task "+id+" in "+ns, err)
+	}
+	return task.Pid(), nil
+}
+
+// logPathOf reads the log path annotation from a container's stored spec.
+func logPathOf(info containers.Container) string {
+	if info.Spec == nil {
+		return ""
+	}
+	var s struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(info.Spec.GetValue(), &s); err != nil {
+		return ""
+	}
+	return s.Annotations[annotationLogPath]
+}
+
+// StopContainer stops the task of our container id in ns: SIGTERM, up to
+// grace for it to exit, then SIGKILL, and deletes the task. A container
+// without a task is already stopped (nil). Errors match ErrNotFound or
+// ErrNotOwned as for DeleteContainer.
+func (c *Client) StopContainer(ctx context.Context, ns, id string, grace time.Duration) error {
+	cc, err := c.conn()
+	if err != nil {
+		return err
+	}
+	cont, _, err := c.load(ctx, cc, ns, id)
+	if err != nil {
+		return err
+	}
+	return c.stop(ctx, cc, cont, ns, id, grace)
+}
+
+func (c *Client) stop(ctx context.Context, cc *client.Client, cont client.Container, ns, id string, grace time.Duration) error {
+	nctx := nsCtx(ctx, ns)
+	task, err := cont.Task(nctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return c.fail(cc, "task "+id, err)
+	}
+	st, err := task.Status(nctx)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return c.fail(cc, "task status "+id, err)
+	}
+	if st.Status == client.Running || st.Status == client.Paused || st.Status == client.Pausing {
+		// Wait must be registered before the signal, or the exit is missed.
+		exited, err := task.Wait(nctx)
+		if err != nil {
+			return c.fail(cc, "wait "+id, err)
+		}
+		if st.Status != client.Running {
+			_ = task.Resume(nctx)
+		}
+		if err := task.Kill(nctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+			return c.fail(cc, "signal "+id, err)
+		}
+		timer := time.NewTimer(grace)
+		select {
+		case <-exited:
+			timer.Stop()
+		case <-timer.C:
+			if err := task.Kill(nctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+				return c.fail(cc, "kill "+id, err)
+			}
+			select {
+			case <-exited:
+			case <-ctx.Done():
+				return fmt.Errorf("stop %s: %w", id, ctx.Err())
+			}
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("stop %s: %w", id, ctx.Err())
+		}
+	}
+	if _, err := task.Delete(nctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return c.fail(cc, "delete task "+id, err)
+	}
+	return nil
+}
+
+// DeleteContainer stops (as StopContainer) and deletes our container id in
+// ns with its snapshot. It returns an error matching ErrNotFound if the
+// container does not exist and ErrNotOwned if it lacks our label (it is
+// then left untouched).
+func (c *Client) DeleteContainer(ctx context.Context, ns, id string, grace time.Duration) error {
+	cc, err := c.conn()
+	if err != nil {
+		return err
+	}
+	cont, _, err := c.load(ctx, cc, ns, id)
+	if err != nil {
+		return err
+	}
+	if err := c.stop(ctx, cc, cont, ns, id, grace); err != nil {
+		return err
+	}
+	nctx := nsCtx(ctx, ns)
+	if err := cont.Delete(nctx, client.WithSnapshotCleanup); err != nil {
+		return c.fail(cc, "delete container "+id+" in "+ns, err)
+	}
+	return nil
+}
+
+// ListContainers returns the containers in ns that carry our managed-by
+// label, with their task state, sorted by ID. It costs one container list
+// (filtered by label) and one task list per call.
+func (c *Client) ListContainers(ctx context.Context, ns string) ([]Container, error) {
+	cc, err := c.conn()
+	if err != nil {
+		return nil, err
+	}
+	nctx := nsCtx(ctx, ns)
+	list, err := cc.ContainerService().List(nctx, fmt.Sprintf("labels.%q==%s", LabelManagedBy, ManagedByValue))
+	if err != nil {
+		return nil, c.fail(cc, "list containers in "+ns, err)
+	}
+	if len(list) == 0 {
+		return nil, nil
+	}
+	resp, err := cc.TaskService().List(nctx, &tasksapi.ListTasksRequest{})
+	if err != nil {
+		return nil, c.fail(cc, "list tasks in "+ns, err)
+	}
+	tasks := make(map[string]*tasktypes.Process, len(resp.Tasks))
+	for _, t := range resp.Tasks {
+		tasks[t.ID] = t
+	}
+	out := make([]Container, 0, len(list))
+	for _, info := range list {
+		ct := Container{ID: info.ID, Labels: info.Labels, Image: info.Image, CreatedAt: info.CreatedAt}
+		if t, ok := tasks[info.ID]; ok {
+			ct.Task = Task{Status: taskStatus(t.Status), PID: t.Pid, ExitCode: t.ExitStatus}
+			if t.ExitedAt != nil && t.Status == tasktypes.Status_STOPPED {
+				ct.Task.ExitedAt = t.ExitedAt.AsTime()
+			}
+			if ct.Task.Status == TaskRunning || ct.Task.Status == TaskPaused {
+				ct.Task.StartedAt = processStart(t.Pid)
+			}
+		}
+		out = append(out, ct)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func taskStatus(s tasktypes.Status) TaskStatus {
+	switch s {
+	case tasktypes.Status_CREATED:
+		return TaskCreated
+	case tasktypes.Status_RUNNING:
+		return TaskRunning
+	case tasktypes.Status_STOPPED:
+		return TaskStopped
+	case tasktypes.Status_PAUSED, tasktypes.Status_PAUSING:
+		return TaskPaused
+	}
+	return TaskUnknown
+}
+
+// UpdateLabels sets labels on our container id in ns, keeping the others.
+// The managed-by label cannot be changed. Errors match ErrNotFound or
+// ErrNotOwned as for DeleteContainer.
+func (c *Client) UpdateLabels(ctx context.Context, ns, id string, labels map[string]string) error {
+	cc, err := c.conn()
+	if err != nil {
+		return err
+	}
+	_, info, err := c.load(ctx, cc, ns, id)
+	if err != nil {
+		return err
+	}
+	paths := make([]string, 0, len(labels))
+	for k, v := range labels {
+		if k == LabelManagedBy {
+			continue
+		}
+		info.Labels[k] = v
+		paths = append(paths, "labels."+k)
+	}
+	if len(paths) == 0 {
+		return nil
+	}
+	if _, err := cc.ContainerService().Update(nsCtx(ctx, ns), info, paths...); err != nil {
+		return c.fail(cc, "update labels of "+id, err)
+	}
+	return nil
+}
+
+var boot struct {
+	once sync.Once
+	time time.Time
+}
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// processStart returns when process pid started, from its start time in
+// /proc/<pid>/stat (clock ticks since boot) and the boot time in /proc/stat.
+// It is stable across reconciler restarts; zero if unreadable.
+func processStart(pid uint32) time.Time {
+	boot.once.Do(func() {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "btime "); ok {
+				if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+					boot.time = time.Unix(s, 0)
+				}
+			}
+		}
+	})
+	if pid == 0 || boot.time.IsZero() {
+		return time.Time{}
+	}
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/stat")
+	if err != nil {
+		return time.Time{}
+	}
+	// The command name (field 2) may contain spaces: fields after ")".
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return time.Time{}
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return time.Time{}
+	}
+	ticks, err := strconv.ParseInt(f[19], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return boot.time.Add(time.Duration(ticks) * time.Second / clockTicks)
+}
