@@ -59,7 +59,7 @@ func runValidate(_ context.Context, args []string, stdin io.Reader, stdout, stde
 	fs.SetOutput(io.Discard) // errors are returned; --help goes to stdout
 	manifests := fs.String("manifests", "/etc/kukeon/manifests", "manifest `DIR` checked when no PATH is given")
 	output := fs.String("o", "text", "output `format`: text or json")
-	fs.StringVar(output, "output", "text", "same as -o")
+	fs.StringVar(output, "output", "text", "same as -o `format`")
 	suffix := fs.String("namespace-suffix", "kukeon.io", "realm namespace `suffix`: <realm>.<suffix>")
 	cgroupRoot := fs.String("cgroup-root", hierarchy.DefaultCgroupRoot, "cgroup group `PATH` under which realms live")
 	quiet := fs.Bool("q", false, "print only the summary line (text output)")
