@@ -110,7 +110,6 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) []Outc
 					fmu.Lock()
 					failed[ch.Key] = err.Error()
 					fmu.Unlock()
-					logr.FromContextOrDiscard(ctx).Error(err, "apply failed", "object", ch.Key, "action", ch.Action)
 					return
 				}
 				logr.FromContextOrDiscard(ctx).V(1).Info(string(ch.Action), "object", ch.Key)

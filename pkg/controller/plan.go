@@ -148,28 +148,31 @@ func (p *Plan) Disruptive() bool {
 // Describe renders the change as the rest of the sentence after its key,
 // e.g. "updated: container sidecar recreated (env)".
 func (c *Change) Describe() string {
-	var parts []string
-	for _, cc := range c.Containers {
-		s := fmt.Sprintf("container %s %s", cc.ID, pastTense(cc.Action))
-		if len(cc.Fields) > 0 {
-			s += " (" + strings.Join(cc.Fields, ", ") + ")"
-		} else if cc.Reason != "" {
-			s += " (" + cc.Reason + ")"
-		}
-		parts = append(parts, s)
-	}
-	if len(c.Containers) == 0 || c.Action == ActionUpdated {
-		for _, r := range c.Reasons {
-			if !containsString(parts, r) {
-				parts = append(parts, r)
-			}
-		}
-	}
 	out := string(c.Action)
 	if c.Implied {
 		out += " (implied)"
 	}
-	if len(parts) > 0 && c.Action != ActionCreated {
+	var parts []string
+	switch c.Action {
+	case ActionCreated, ActionUnchanged:
+		return out
+	case ActionUpdated:
+		for _, cc := range c.Containers {
+			s := fmt.Sprintf("container %s %s", cc.ID, pastTense(cc.Action))
+			if len(cc.Fields) > 0 {
+				s += " (" + strings.Join(cc.Fields, ", ") + ")"
+			} else if cc.Reason != "" {
+				s += " (" + cc.Reason + ")"
+			}
+			parts = append(parts, s)
+		}
+	}
+	for _, r := range c.Reasons {
+		if !containsString(parts, r) {
+			parts = append(parts, r)
+		}
+	}
+	if len(parts) > 0 {
 		out += ": " + strings.Join(parts, "; ")
 	}
 	return out

@@ -1,0 +1,457 @@
+package controller
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/ctr/ctrfake"
+	"github.com/kukeon/reconciler/pkg/hierarchy"
+	"github.com/kukeon/reconciler/pkg/manifest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const busybox = "docker.io/library/busybox:latest"
+
+// env is a reconciler over the in-memory runtime and cgroup tree, reading
+// manifests from a temp dir.
+type env struct {
+	t     *testing.T
+	rt    *ctrfake.Runtime
+	cg    *ctrfake.Cgroups
+	dir   string
+	state string
+	rc    *Reconciler
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{
+		t:     t,
+		rt:    ctrfake.NewRuntime(ctrfake.WithImages(busybox)),
+		cg:    ctrfake.NewCgroups("cpu", "cpuset", "hugetlb", "io", "memory", "pids"),
+		dir:   t.TempDir(),
+		state: t.TempDir(),
+	}
+	e.rc = &Reconciler{
+		Runtime: e.rt,
+		Cgroups: e.cg,
+		Loader:  manifest.NewLoader(manifest.Options{}),
+		Opts: Options{
+			Manifests: []string{e.dir},
+			StateDir:  e.state,
+			Hierarchy: hierarchy.Options{CgroupRoot: "/kukeon"},
+			Prune:     true,
+			Workers:   4,
+		},
+	}
+	return e
+}
+
+// write sets manifest file name to content ("" removes it).
+func (e *env) write(name, content string) {
+	e.t.Helper()
+	p := filepath.Join(e.dir, name)
+	if content == "" {
+		if err := os.Remove(p); err != nil {
+			e.t.Fatal(err)
+		}
+		return
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) pass() *PassResult {
+	e.t.Helper()
+	pr := e.rc.Pass(context.Background())
+	if pr.Err != nil {
+		e.t.Fatalf("pass: %v", pr.Err)
+	}
+	for _, o := range pr.Outcomes {
+		if o.Err != nil {
+			e.t.Fatalf("pass: %s: %v", o.Change.Key, o.Err)
+		}
+	}
+	return pr
+}
+
+func (e *env) plan() *Plan {
+	e.t.Helper()
+	pr := e.rc.Plan(context.Background())
+	if pr.Err != nil {
+		e.t.Fatalf("plan: %v", pr.Err)
+	}
+	return pr.Plan
+}
+
+// mutations counts mutating runtime calls and cgroup writes.
+func (e *env) mutations() int {
+	n := int(e.cg.Writes())
+	for _, c := range e.rt.Calls() {
+		n += c
+	}
+	return n
+}
+
+// assertConverged plans again and expects nothing to do, and a pass that
+// touches nothing.
+func (e *env) assertConverged() {
+	e.t.Helper()
+	if p := e.plan(); p.HasChanges() {
+		e.t.Fatalf("second plan is not empty:\n%s", render(p))
+	}
+	before := e.mutations()
+	e.pass()
+	if after := e.mutations(); after != before {
+		e.t.Fatalf("a pass over a converged host made %d mutating calls", after-before)
+	}
+}
+
+// render prints a plan one change per line, with steps and container
+// operations, for golden files.
+func render(p *Plan) string {
+	var b strings.Builder
+	for _, ch := range p.Changes {
+		fmt.Fprintf(&b, "%s %s", ch.Key, ch.Describe())
+		if len(ch.Steps) > 0 {
+			fmt.Fprintf(&b, " steps=%v", ch.Steps)
+		}
+		if len(ch.ResourceFiles) > 0 {
+			fmt.Fprintf(&b, " files=%v", ch.ResourceFiles)
+		}
+		b.WriteString("\n")
+		for _, cc := range ch.Containers {
+			fmt.Fprintf(&b, "  %s %s", cc.Action, cc.ContainerdID)
+			if cc.Reason != "" {
+				fmt.Fprintf(&b, " (%s)", cc.Reason)
+			}
+			b.WriteString("\n")
+		}
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
+	return b.String()
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", "plans", name+".golden")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("plan %s (-want +got):\n%s", name, diff)
+	}
+}
+
+const labRealm = `kind: Realm
+metadata: {name: lab}
+spec:
+  resources:
+    memory: {max: 1Gi}
+---
+kind: Space
+metadata: {name: web}
+spec:
+  realmId: lab
+  resources:
+    pids: {max: 1024}
+---
+kind: Stack
+metadata: {name: blog}
+spec: {realmId: lab, spaceId: web}
+`
+
+const frontendCell = `kind: Cell
+metadata: {name: frontend, labels: {team: web}}
+spec:
+  realmId: lab
+  spaceId: web
+  stackId: blog
+  containers:
+    - id: httpd
+      image: docker.io/library/busybox:latest
+      command: httpd
+      env: ["MODE=prod"]
+      restartPolicy: always
+    - id: sidecar
+      image: docker.io/library/busybox:latest
+      command: sleep
+      args: ["3600"]
+`
+
+const helloCell = `kind: Cell
+metadata: {name: hello}
+spec:
+  realmId: default
+  spaceId: default
+  stackId: default
+  containers:
+    - {id: web, image: docker.io/library/busybox:latest, command: httpd, hostNetwork: true}
+`
+
+const workerCell = `kind: Cell
+metadata: {name: worker}
+spec:
+  realmId: lab
+  spaceId: web
+  stackId: blog
+  containers:
+    - id: sandbox
+      root: true
+      image: docker.io/library/busybox:latest
+      command: sleep
+      args: ["3600"]
+    - id: job
+      image: docker.io/library/busybox:latest
+      command: sh
+      restartPolicy: on-failure
+      restartMaxRetries: 2
+`
+
+func (e *env) lab() {
+	e.write("realm.yaml", labRealm)
+	e.write("frontend.yaml", frontendCell)
+	e.write("worker.yaml", workerCell)
+}
+
+func TestPlanner(t *testing.T) {
+	tests := []struct {
+		name string
+		// before is applied and converged first (nil: start from nothing).
+		before func(e *env)
+		// change edits the manifests or the host before the plan under test.
+		change func(e *env)
+		// check runs after the plan was applied.
+		check func(t *testing.T, e *env, pr *PassResult)
+	}{
+		{
+			name:   "creates everything from nothing",
+			change: func(e *env) { e.lab() },
+			check: func(t *testing.T, e *env, pr *PassResult) {
+				cs, _ := e.rt.ListContainers(context.Background(), "lab.kukeon.io")
+				if len(cs) != 5 {
+					t.Errorf("got %d containers, want 5 (2 roots, 3 workloads)", len(cs))
+				}
+			},
+		},
+		{
+			name:   "plans nothing over a converged host",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) {},
+		},
+		{
+			name:   "recreates only the container whose env changed",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.write("frontend.yaml", strings.Replace(frontendCell, "MODE=prod", "MODE=dev", 1)) },
+		},
+		{
+			name:   "recreates the cell when its root container changes",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.write("worker.yaml", strings.Replace(workerCell, `args: ["3600"]`, `args: ["7200"]`, 1)) },
+		},
+		{
+			name:   "writes a changed level limit in place",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.write("realm.yaml", strings.Replace(labRealm, "max: 1024", "max: 2048", 1)) },
+			check: func(t *testing.T, e *env, pr *PassResult) {
+				got, _ := e.cg.Read("/kukeon/lab/web", []string{"pids.max"})
+				if got["pids.max"] != "2048" {
+					t.Errorf("pids.max = %q, want 2048", got["pids.max"])
+				}
+			},
+		},
+		{
+			name:   "updates labels in place",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.write("frontend.yaml", strings.Replace(frontendCell, "team: web", "team: blog", 1)) },
+		},
+		{
+			name:   "prunes a cell whose file was removed, bottom-up",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.write("worker.yaml", "") },
+			check: func(t *testing.T, e *env, pr *PassResult) {
+				if ok, _ := e.cg.Exists("/kukeon/lab/web/blog/worker"); ok {
+					t.Error("the pruned cell's cgroup still exists")
+				}
+			},
+		},
+		{
+			name:   "prunes the whole realm when every file is gone but one implied cell",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) {
+				e.write("realm.yaml", "")
+				e.write("frontend.yaml", "")
+				e.write("worker.yaml", "")
+				e.write("hello.yaml", helloCell)
+			},
+		},
+		{
+			name:   "keeps the objects of a file that fails to parse",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.write("worker.yaml", workerCell+"\n  bad: [unclosed\n") },
+			check: func(t *testing.T, e *env, pr *PassResult) {
+				if _, ok := e.rt.Spec("lab.kukeon.io", "web_blog_worker_job"); !ok {
+					t.Error("a container of the file that failed to parse was deleted")
+				}
+				if pr.OK() {
+					t.Error("a pass with a manifest error reports OK")
+				}
+			},
+		},
+		{
+			name:   "refuses to prune when nothing is desired",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) {
+				e.write("realm.yaml", "")
+				e.write("frontend.yaml", "")
+				e.write("worker.yaml", "")
+			},
+		},
+		{
+			name:   "implies undeclared parents",
+			change: func(e *env) { e.write("frontend.yaml", frontendCell) },
+		},
+		{
+			name:   "recreates a container deleted behind its back",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.rt.DeleteBehindBack("lab.kukeon.io", "web_blog_frontend_sidecar") },
+		},
+		{
+			name:   "restarts an always container that exited",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.rt.Exit("lab.kukeon.io", "web_blog_frontend_httpd", 137) },
+		},
+		{
+			name:   "leaves a never container that exited",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.rt.Exit("lab.kukeon.io", "web_blog_frontend_sidecar", 0) },
+		},
+		{
+			name:   "recreates the cell when its root exits",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.rt.Exit("lab.kukeon.io", "web_blog_worker_root", 0) },
+		},
+		{
+			name:   "rewrites a limit changed by hand",
+			before: func(e *env) { e.lab() },
+			change: func(e *env) { e.cg.SetFile("/kukeon/lab", "memory.max", "max") },
+		},
+		{
+			name:   "recreates a level cgroup removed by hand",
+			before: func(e *env) { e.write("realm.yaml", labRealm) },
+			change: func(e *env) {
+				if err := e.cg.Remove("/kukeon/lab/web/blog"); err != nil {
+					e.t.Fatal(err)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			if tt.before != nil {
+				tt.before(e)
+				e.pass()
+			}
+			tt.change(e)
+			p := e.plan()
+			golden(t, strings.ReplaceAll(tt.name, " ", "-"), render(p))
+			pr := e.pass()
+			if tt.check != nil {
+				tt.check(t, e, pr)
+			}
+			if len(p.Warnings) == 0 && !strings.Contains(tt.name, "fails to parse") {
+				e.assertConverged()
+			}
+		})
+	}
+}
+
+func TestForeignContainersAreNeverTouched(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.pass()
+	e.rt.AddForeignContainer("lab.kukeon.io", "web_blog_frontend_intruder", busybox)
+	e.write("frontend.yaml", "")
+	e.pass()
+	e.assertConverged()
+	if _, ok := e.rt.Spec("lab.kukeon.io", "web_blog_frontend_intruder"); !ok {
+		t.Fatal("a container without our label was deleted")
+	}
+}
+
+func TestOnFailureGivesUpAfterMaxRetries(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.pass()
+	id := "web_blog_worker_job"
+	for i := 1; i <= 3; i++ {
+		e.rt.Exit("lab.kukeon.io", id, 3)
+		pr := e.pass()
+		st := cellOf(pr.Status, "Cell lab/web/blog/worker")
+		c := st.Containers[1]
+		if i <= 2 {
+			if c.RestartCount != i || c.State != ContainerRunning {
+				t.Fatalf("after exit %d: restartCount=%d state=%s, want %d Running", i, c.RestartCount, c.State, i)
+			}
+			continue
+		}
+		if st.State != StateFailed || c.State != ContainerFailed || c.ExitCode == nil || *c.ExitCode != 3 {
+			t.Fatalf("after exit %d: cell %s container %s exit %v, want Failed with exit code 3", i, st.State, c.State, c.ExitCode)
+		}
+	}
+}
+
+func TestApplyBlocksChildrenOfAFailedParent(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.rt.FailNext("EnsureNamespace", fmt.Errorf("boom: %w", ctr.ErrUnavailable))
+	pr := e.rc.Pass(context.Background())
+	if pr.OK() {
+		t.Fatal("pass is OK although the realm failed")
+	}
+	got := map[string]string{}
+	for _, o := range pr.Status.Objects {
+		got[o.Key] = o.State
+	}
+	want := map[string]string{
+		"Realm lab": StateFailed, "Space lab/web": StateBlocked, "Stack lab/web/blog": StateBlocked,
+		"Cell lab/web/blog/frontend": StateBlocked, "Cell lab/web/blog/worker": StateBlocked,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("states (-want +got):\n%s", diff)
+	}
+	e.pass()
+	e.assertConverged()
+}
+
+func cellOf(st *Status, key string) ObjectStatus {
+	for _, o := range st.Objects {
+		if o.Key == key {
+			return o
+		}
+	}
+	return ObjectStatus{}
+}
