@@ -234,7 +234,11 @@ func indexArchives(dir string) (map[string]string, error) {
 	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") && isArchive(e.Name()) {
+		if strings.HasPrefix(e.Name(), ".") || !isArchive(e.Name()) {
+			continue
+		}
+		// Stat follows symlinks: a link to an archive counts.
+		if st, err := os.Stat(filepath.Join(dir, e.Name())); err == nil && st.Mode().IsRegular() {
 			names = append(names, e.Name())
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -22,7 +23,8 @@ func (c *Client) EnsureNamespace(ctx context.Context, ns string) error {
 		return err
 	}
 	store := cc.NamespaceService()
-	err = store.Create(ctx, ns, map[string]string{LabelManagedBy: ManagedByValue})
+	// containerd 1.6 publishes the create event in the namespace of ctx.
+	err = store.Create(nsCtx(ctx, ns), ns, map[string]string{LabelManagedBy: ManagedByValue})
 	if err == nil || errdefs.IsAlreadyExists(err) {
 		return nil
 	}
@@ -56,14 +58,22 @@ func (c *Client) DeleteNamespace(ctx context.Context, ns string) error {
 		return err
 	}
 	store := cc.NamespaceService()
-	labels, err := store.Labels(ctx, ns)
+	nctx := nsCtx(ctx, ns)
+	// Labels of a missing namespace are empty, not an error: list first.
+	all, err := store.List(ctx)
+	if err != nil {
+		return c.fail(cc, "list namespaces", err)
+	}
+	if !slices.Contains(all, ns) {
+		return fmt.Errorf("delete namespace %s: %w", ns, ErrNotFound)
+	}
+	labels, err := store.Labels(nctx, ns)
 	if err != nil {
 		return c.fail(cc, "namespace "+ns, err)
 	}
 	if labels[LabelManagedBy] != ManagedByValue {
 		return fmt.Errorf("delete namespace %s: %w", ns, ErrNotOwned)
 	}
-	nctx := nsCtx(ctx, ns)
 	conts, err := cc.ContainerService().List(nctx)
 	if err != nil {
 		return c.fail(cc, "list containers in "+ns, err)
@@ -97,7 +107,7 @@ func (c *Client) DeleteNamespace(ctx context.Context, ns string) error {
 
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := store.Delete(ctx, ns)
+		err := store.Delete(nctx, ns)
 		if err == nil || errdefs.IsNotFound(err) {
 			return nil
 		}

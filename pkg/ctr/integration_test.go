@@ -1,0 +1,342 @@
+package ctr_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/ctr/ctrtest"
+	"github.com/kukeon/reconciler/pkg/testenv"
+)
+
+func TestRuntimeContractIntegration(t *testing.T) {
+	e := newEnv(t, ctr.Config{})
+	n := 0
+	ctrtest.RunRuntimeContract(t, func(t *testing.T) (ctrtest.Runtime, string, string) {
+		n++
+		ns := fmt.Sprintf("contract-%d.kukeon.io", n)
+		e.deleteNamespace(t, ns)
+		return e.client, ns, busybox
+	}, ctrtest.Hooks{
+		ForeignNamespace: e.foreignNamespace,
+		ForeignContainer: e.foreignContainer,
+		Kill:             killHook,
+	})
+}
+
+func TestCgroupContractIntegration(t *testing.T) {
+	testenv.Require(t)
+	ctrtest.RunCgroupContract(t, func(t *testing.T) (ctrtest.CgroupFS, string) {
+		cg, err := ctr.NewCgroups("")
+		if err != nil {
+			t.Fatalf("NewCgroups: %v", err)
+		}
+		return cg, testenv.CgroupRoot(t)
+	})
+}
+
+// TestCell brings up a cell the way the controller will: level cgroups
+// with delegated controllers, a synthesized root and two workloads sharing
+// its namespaces, then takes it down bottom-up.
+func TestCell(t *testing.T) {
+	e := newEnv(t, ctr.Config{})
+	ctx := context.Background()
+	ns := "lab.kukeon.io"
+	e.deleteNamespace(t, ns)
+	if err := e.client.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+
+	// Image from the archive directory, by its short name.
+	if err := e.client.EnsureImage(ctx, ns, "busybox", ctr.PullNever, nil); err != nil {
+		t.Fatalf("EnsureImage(busybox from archive): %v", err)
+	}
+
+	// Level cgroups.
+	cg, err := ctr.NewCgroups("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := testenv.CgroupRoot(t)
+	want := []string{"cpu", "memory", "io", "pids", "hugetlb"}
+	avail, err := cg.Available()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantEff, wantMissing []string
+	for _, c := range want {
+		if slices.Contains(avail, c) {
+			wantEff = append(wantEff, c)
+		} else {
+			wantMissing = append(wantMissing, c)
+		}
+	}
+	slices.Sort(wantEff)
+	slices.Sort(wantMissing)
+	levels := []string{root + "/lab", root + "/lab/web", root + "/lab/web/blog", root + "/lab/web/blog/front"}
+	for _, lvl := range levels {
+		eff, missing, err := cg.Ensure(lvl, want)
+		if err != nil {
+			t.Fatalf("Ensure(%s): %v", lvl, err)
+		}
+		if diff := cmp.Diff(wantEff, eff); diff != "" {
+			t.Errorf("Ensure(%s) effective (-want +got):\n%s", lvl, diff)
+		}
+		if diff := cmp.Diff(wantMissing, missing); diff != "" {
+			t.Errorf("Ensure(%s) missing (-want +got):\n%s", lvl, diff)
+		}
+	}
+	cell := levels[len(levels)-1]
+	if slices.Contains(avail, "hugetlb") {
+		// Delegation is real: the cell's children get hugetlb files.
+		probe := cell + "/probe"
+		if _, _, err := cg.Ensure(probe, nil); err != nil {
+			t.Fatal(err)
+		}
+		got, err := cg.Read(probe, []string{"cgroup.controllers"})
+		if err != nil || !strings.Contains(got["cgroup.controllers"], "hugetlb") {
+			t.Errorf("probe controllers = %v, %v; want hugetlb delegated", got, err)
+		}
+		entries, _ := os.ReadDir(cg.Mountpoint() + probe)
+		if !slices.ContainsFunc(entries, func(d os.DirEntry) bool { return strings.HasPrefix(d.Name(), "hugetlb.") }) {
+			t.Errorf("no hugetlb.* files in %s", probe)
+		}
+		if err := cg.Remove(probe); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	labels := func(id, typ string) map[string]string {
+		return map[string]string{
+			ctr.LabelRealm: "lab", ctr.LabelSpace: "web", ctr.LabelStack: "blog", ctr.LabelCell: "front",
+			ctr.LabelContainerType: typ, ctr.LabelSpecHash: "hash-" + id,
+		}
+	}
+	rootID := "web_blog_front_root"
+	if err := e.client.CreateContainer(ctx, ns, ctr.ContainerSpec{
+		ID: rootID, Image: "busybox", Pause: true, Hostname: "front",
+		CgroupsPath: cell + "/" + rootID, Labels: labels(rootID, "root"),
+	}); err != nil {
+		t.Fatalf("create root: %v", err)
+	}
+	rootPID, err := e.client.StartContainer(ctx, ns, rootID)
+	if err != nil {
+		t.Fatalf("start root: %v", err)
+	}
+	workloads := []ctr.ContainerSpec{
+		{
+			ID: "web_blog_front_echo", Image: busybox, Command: "sh",
+			Args: []string{"-c", `echo "$FOO" "$@"; hostname; exec sleep 3600`, "x", "a", "b"},
+			Env:  []string{"FOO=bar"},
+		},
+		{ID: "web_blog_front_sleep", Image: busybox, Args: []string{"sleep", "3600"}, Env: []string{"PATH=/bin"}},
+	}
+	pids := map[string]uint32{rootID: rootPID}
+	for _, w := range workloads {
+		w.JoinPID = rootPID
+		w.CgroupsPath = cell + "/" + w.ID
+		w.Labels = labels(w.ID, "container")
+		if err := e.client.CreateContainer(ctx, ns, w); err != nil {
+			t.Fatalf("create %s: %v", w.ID, err)
+		}
+		pid, err := e.client.StartContainer(ctx, ns, w.ID)
+		if err != nil {
+			t.Fatalf("start %s: %v", w.ID, err)
+		}
+		pids[w.ID] = pid
+	}
+
+	// Shared net, ipc and uts; own pid namespace.
+	for _, kind := range []string{"net", "ipc", "uts", "pid"} {
+		rootNS := nsLink(t, rootPID, kind)
+		for _, w := range workloads {
+			got := nsLink(t, pids[w.ID], kind)
+			if shared := got == rootNS; shared != (kind != "pid") {
+				t.Errorf("%s of %s = %s, root's %s: shared=%v", kind, w.ID, got, rootNS, shared)
+			}
+		}
+	}
+	// Placement in the cell's cgroup, on the unified hierarchy.
+	for id, pid := range pids {
+		if got, want := unifiedCgroup(t, pid), cell+"/"+id; got != want {
+			t.Errorf("cgroup of %s = %s, want %s", id, got, want)
+		}
+	}
+	// Labels, spec hash, task state.
+	list, err := e.client.ListContainers(ctx, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 {
+		t.Fatalf("listed %d containers, want 3", len(list))
+	}
+	for _, c := range list {
+		if c.Labels[ctr.LabelSpecHash] != "hash-"+c.ID || c.Labels[ctr.LabelManagedBy] != ctr.ManagedByValue || c.Labels[ctr.LabelCell] != "front" {
+			t.Errorf("labels of %s = %v", c.ID, c.Labels)
+		}
+		if c.Task.Status != ctr.TaskRunning || c.Task.PID != pids[c.ID] || c.Task.StartedAt.IsZero() {
+			t.Errorf("task of %s = %+v, want running with pid %d", c.ID, c.Task, pids[c.ID])
+		}
+		if d := time.Since(c.Task.StartedAt); d < 0 || d > time.Minute {
+			t.Errorf("StartedAt of %s = %v, %v ago", c.ID, c.Task.StartedAt, d)
+		}
+	}
+	// Argv, env and the root's hostname, through the log file.
+	logPath := e.state + "/logs/" + ns + "/web_blog_front_echo.log"
+	waitFor(t, 5*time.Second, func() bool {
+		b, _ := os.ReadFile(logPath)
+		return strings.Contains(string(b), "bar a b\nfront\n")
+	}, func() string { b, _ := os.ReadFile(logPath); return fmt.Sprintf("log %s = %q", logPath, b) })
+
+	// Take it down: workloads, then the root, then the cgroups bottom-up.
+	for _, w := range workloads {
+		if err := e.client.DeleteContainer(ctx, ns, w.ID, time.Second); err != nil {
+			t.Errorf("delete %s: %v", w.ID, err)
+		}
+	}
+	start := time.Now()
+	if err := e.client.DeleteContainer(ctx, ns, rootID, 5*time.Second); err != nil {
+		t.Errorf("delete root: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the pause root took %v to stop: it should exit on SIGTERM", d)
+	}
+	if err := cg.Remove(levels[0]); err != nil {
+		t.Fatalf("remove %s: %v", levels[0], err)
+	}
+	for _, lvl := range levels {
+		if ok, _ := cg.Exists(lvl); ok {
+			t.Errorf("%s still exists", lvl)
+		}
+	}
+}
+
+// TestContainerdRestart kills containerd under a running container: calls
+// fail with ErrUnavailable, then after the restart the same client works
+// again, the container was adopted (same PID), the event stream says it
+// reconnected and delivers an exit that happens afterwards.
+func TestContainerdRestart(t *testing.T) {
+	e := newEnv(t, ctr.Config{DialTimeout: 2 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := "restart.kukeon.io"
+	e.deleteNamespace(t, ns)
+	events := e.client.Events(ctx)
+	if err := e.client.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.EnsureImage(ctx, ns, busybox, ctr.PullIfNotPresent, nil); err != nil {
+		t.Fatal(err)
+	}
+	id := "survivor"
+	if err := e.client.CreateContainer(ctx, ns, ctr.ContainerSpec{ID: id, Image: busybox, Command: "sleep", Args: []string{"3600"}}); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := e.client.StartContainer(ctx, ns, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.cd.Kill(); err != nil {
+		t.Fatalf("kill containerd: %v", err)
+	}
+	if _, err := e.client.ListContainers(ctx, ns); !errors.Is(err, ctr.ErrUnavailable) {
+		t.Errorf("ListContainers with containerd down = %v, want ErrUnavailable", err)
+	}
+	if err := e.client.Ping(ctx); !errors.Is(err, ctr.ErrUnavailable) {
+		t.Errorf("Ping with containerd down = %v, want ErrUnavailable", err)
+	}
+	if err := e.cd.Restart(ctx); err != nil {
+		t.Fatalf("restart containerd: %v", err)
+	}
+	ctrtest.WaitEvent(t, events, 15*time.Second, func(ev ctr.Event) bool { return ev.Kind == ctr.EventReconnected })
+
+	list, err := e.client.ListContainers(ctx, ns)
+	if err != nil {
+		t.Fatalf("ListContainers after restart: %v", err)
+	}
+	if len(list) != 1 || list[0].Task.Status != ctr.TaskRunning || list[0].Task.PID != pid {
+		t.Fatalf("after restart: %+v, want %s running with pid %d", list, id, pid)
+	}
+	code := killHook(t, ns, id, pid)
+	ev := ctrtest.WaitEvent(t, events, 10*time.Second, func(ev ctr.Event) bool {
+		return ev.Kind == ctr.EventTaskExit && ev.Namespace == ns && ev.ContainerID == id
+	})
+	if ev.ExitCode != code {
+		t.Errorf("exit code after restart = %d, want %d", ev.ExitCode, code)
+	}
+	if err := e.client.DeleteContainer(ctx, ns, id, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	del := ctrtest.WaitEvent(t, events, 10*time.Second, func(ev ctr.Event) bool {
+		return ev.Kind == ctr.EventContainerDelete && ev.ContainerID == id
+	})
+	if del.Namespace != ns {
+		t.Errorf("delete event namespace = %q, want %q", del.Namespace, ns)
+	}
+}
+
+// TestEnsureImageOnce: concurrent EnsureImage calls for one image import it
+// once and all succeed.
+func TestEnsureImageConcurrent(t *testing.T) {
+	e := newEnv(t, ctr.Config{})
+	ctx := context.Background()
+	ns := "images.kukeon.io"
+	e.deleteNamespace(t, ns)
+	if err := e.client.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- e.client.EnsureImage(ctx, ns, busybox, ctr.PullIfNotPresent, nil) }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("EnsureImage: %v", err)
+		}
+	}
+}
+
+func nsLink(t *testing.T, pid uint32, kind string) string {
+	t.Helper()
+	l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// unifiedCgroup returns the "0::" (cgroup v2) path of pid.
+func unifiedCgroup(t *testing.T, pid uint32) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return p
+		}
+	}
+	t.Fatalf("no 0:: line in /proc/%d/cgroup:\n%s", pid, b)
+	return ""
+}
+
+func waitFor(t *testing.T, d time.Duration, ok func() bool, state func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not reached within %s: %s", d, state())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
