@@ -269,7 +269,9 @@ func TestPlanner(t *testing.T) {
 		{
 			name:   "recreates the cell when its root container changes",
 			before: func(e *env) { e.lab() },
-			change: func(e *env) { e.write("worker.yaml", strings.Replace(workerCell, `args: ["3600"]`, `args: ["7200"]`, 1)) },
+			change: func(e *env) {
+				e.write("worker.yaml", strings.Replace(workerCell, `args: ["3600"]`, `args: ["7200"]`, 1))
+			},
 		},
 		{
 			name:   "writes a changed level limit in place",
