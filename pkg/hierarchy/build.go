@@ -3,7 +3,6 @@ package hierarchy
 import (
 	"cmp"
 	"fmt"
-	"path"
 	"slices"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
@@ -140,7 +139,7 @@ func (b *builder) addRealm(doc *manifest.Document, in *v1beta1.Realm) {
 	}
 	b.namespaces[ns] = claim{object: key, pos: doc.Position}
 	b.realms[name] = &Realm{
-		Meta:                b.meta(doc, in.Metadata, in.Spec.Resources, path.Join(b.root, name)),
+		Meta:                b.meta(doc, in.Metadata, in.Spec.Resources, childPath(b.root, name)),
 		Namespace:           ns,
 		RegistryCredentials: copyCredentials(in.Spec.RegistryCredentials),
 	}
@@ -164,7 +163,7 @@ func (b *builder) realm(doc *manifest.Document, key, name string) *Realm {
 	}
 	b.namespaces[ns] = claim{object: RealmKey(name)}
 	r := &Realm{
-		Meta:      Meta{Name: name, Implied: true, CgroupPath: path.Join(b.root, name)},
+		Meta:      Meta{Name: name, Implied: true, CgroupPath: childPath(b.root, name)},
 		Namespace: ns,
 	}
 	b.realms[name] = r
@@ -182,7 +181,7 @@ func (b *builder) space(doc *manifest.Document, key, realm, name string) *Space 
 		return nil
 	}
 	s := &Space{
-		Meta:  Meta{Name: name, Implied: true, CgroupPath: path.Join(r.CgroupPath, name)},
+		Meta:  Meta{Name: name, Implied: true, CgroupPath: childPath(r.CgroupPath, name)},
 		Realm: realm,
 	}
 	b.spaces[[2]string{realm, name}] = s
@@ -201,7 +200,7 @@ func (b *builder) stack(doc *manifest.Document, key, realm, space, name string) 
 		return nil
 	}
 	st := &Stack{
-		Meta:  Meta{Name: name, Implied: true, CgroupPath: path.Join(s.CgroupPath, name)},
+		Meta:  Meta{Name: name, Implied: true, CgroupPath: childPath(s.CgroupPath, name)},
 		Realm: realm, Space: space, ID: name,
 	}
 	b.stacks[[3]string{realm, space, name}] = st
@@ -220,7 +219,7 @@ func (b *builder) addSpace(doc *manifest.Document, in *v1beta1.Space) {
 		return
 	}
 	s := &Space{
-		Meta:  b.meta(doc, in.Metadata, in.Spec.Resources, path.Join(r.CgroupPath, name)),
+		Meta:  b.meta(doc, in.Metadata, in.Spec.Resources, childPath(r.CgroupPath, name)),
 		Realm: realm,
 	}
 	b.spaces[[2]string{realm, name}] = s
@@ -238,7 +237,7 @@ func (b *builder) addStack(doc *manifest.Document, in *v1beta1.Stack) {
 		return
 	}
 	st := &Stack{
-		Meta:  b.meta(doc, in.Metadata, in.Spec.Resources, path.Join(s.CgroupPath, name)),
+		Meta:  b.meta(doc, in.Metadata, in.Spec.Resources, childPath(s.CgroupPath, name)),
 		Realm: realm, Space: space, ID: cmp.Or(in.Spec.ID, name),
 	}
 	b.stacks[[3]string{realm, space, name}] = st

@@ -1,9 +1,6 @@
 package hierarchy
 
 import (
-	"fmt"
-	"path"
-
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/manifest"
 )
@@ -38,7 +35,7 @@ func (b *builder) addCell(doc *manifest.Document, in *v1beta1.Cell) {
 
 	r := b.realms[realm]
 	c := &Cell{
-		Meta:                b.meta(doc, in.Metadata, in.Spec.Resources, path.Join(st.CgroupPath, name)),
+		Meta:                b.meta(doc, in.Metadata, in.Spec.Resources, childPath(st.CgroupPath, name)),
 		Realm:               realm,
 		Space:               space,
 		Stack:               stack,
@@ -87,7 +84,7 @@ func (b *builder) containers(doc *manifest.Document, key string, in *v1beta1.Cel
 				continue
 			}
 			if rootIdx >= 0 {
-				b.errorf(doc, key, fmt.Sprintf("spec.containers[%d].root", i),
+				b.errorf(doc, key, containerField(i)+".root",
 					"a second root container (the first is spec.containers[%d] %q)", rootIdx, decl[rootIdx].ID)
 				return nil
 			}
@@ -97,13 +94,13 @@ func (b *builder) containers(doc *manifest.Document, key string, in *v1beta1.Cel
 
 	var out []*Container
 	if rootIdx >= 0 {
-		out = append(out, b.container(c, copyContainer(&decl[rootIdx]), true, false, fmt.Sprintf("spec.containers[%d]", rootIdx)))
+		out = append(out, b.container(c, copyContainer(&decl[rootIdx]), true, false, containerField(rootIdx)))
 	} else {
 		out = append(out, b.container(c, synthesizeRoot(decl), true, true, ""))
 	}
 	for i := range decl {
 		if i != rootIdx {
-			out = append(out, b.container(c, copyContainer(&decl[i]), false, false, fmt.Sprintf("spec.containers[%d]", i)))
+			out = append(out, b.container(c, copyContainer(&decl[i]), false, false, containerField(i)))
 		}
 	}
 
@@ -157,7 +154,7 @@ func (b *builder) container(c *Cell, spec v1beta1.Container, root, synthesized b
 		Root:         root,
 		Synthesized:  synthesized,
 		ContainerdID: id,
-		CgroupPath:   path.Join(c.CgroupPath, id),
+		CgroupPath:   childPath(c.CgroupPath, id),
 		Field:        field,
 	}
 }

@@ -3,6 +3,7 @@ package hierarchy
 import (
 	"path"
 	"sort"
+	"strconv"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 )
@@ -129,3 +130,16 @@ func (t *Tree) Cells() []*Cell {
 	}
 	return cells
 }
+
+// childPath is the group path of a child level. Names are DNS labels (the
+// manifest validators see to it), so no cleaning is needed; this is a hot
+// path of Build.
+func childPath(parent, name string) string {
+	if parent == "/" {
+		return "/" + name
+	}
+	return parent + "/" + name
+}
+
+// containerField is the field path of the i-th declared container.
+func containerField(i int) string { return "spec.containers[" + strconv.Itoa(i) + "]" }
