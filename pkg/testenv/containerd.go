@@ -157,7 +157,10 @@ func (c *Containerd) start(ctx context.Context) error {
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	// Its own process group keeps a terminal's ^C away from it; Pdeathsig
-	// ends it if the test binary dies without calling Stop.
+	// ends it if the test binary dies without calling Stop. Hazard: the
+	// kernel ties Pdeathsig to the starting OS thread, so calling this from
+	// a goroutine that locked its thread and exits without unlocking (as
+	// netns code does) kills the daemon when that goroutine ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start containerd: %w", err)

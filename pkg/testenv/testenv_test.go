@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,8 @@ func startIn(t *testing.T, pathLen int) *Containerd {
 		t.Fatal(err)
 	}
 	if pathLen > len(dir) {
+		parent := dir
+		t.Cleanup(func() { os.Remove(parent) })
 		dir = filepath.Join(dir, strings.Repeat("d", pathLen-len(dir)-1))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -72,6 +75,8 @@ type task struct {
 
 // runImage imports the test image and starts a container of it running args
 // in cgroup cgroupPath ("" for containerd's default).
+// With stdout set, the task's stdout goes there and its stderr is dropped;
+// read stdout only after the task's IO is done.
 func runImage(ctx context.Context, t *testing.T, c *Containerd, cl *client.Client, id, cgroupPath string, stdout *bytes.Buffer, opts ...oci.SpecOpts) task {
 	t.Helper()
 	f, err := os.Open(ImageArchive(t))
@@ -105,7 +110,7 @@ func runImage(ctx context.Context, t *testing.T, c *Containerd, cl *client.Clien
 	}
 	creator := cio.NullIO
 	if stdout != nil {
-		creator = cio.NewCreator(cio.WithStreams(nil, stdout, stdout), cio.WithFIFODir(filepath.Join(c.State, "fifo")))
+		creator = cio.NewCreator(cio.WithStreams(nil, stdout, io.Discard), cio.WithFIFODir(filepath.Join(c.State, "fifo")))
 	}
 	tk, err := ctr.NewTask(ctx, creator)
 	if err != nil {
@@ -191,8 +196,8 @@ func TestStartServesAndStopLeavesNothing(t *testing.T) {
 }
 
 func TestContainerRunsOnTheTestImage(t *testing.T) {
+	root := CgroupRoot(t) // first, so its cleanup runs after Stop
 	c := startIn(t, 0)
-	root := CgroupRoot(t)
 	unified, err := UnifiedMount()
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +231,7 @@ func TestContainerRunsOnTheTestImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	status := <-wait
-	who.task.CloseIO(ctx)
+	who.task.IO().Wait()
 	if _, err := who.task.Delete(ctx); err != nil {
 		t.Errorf("delete task: %v", err)
 	}
@@ -319,8 +324,8 @@ func TestStopEndsWhatTheDaemonLeftRunning(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := startIn(t, 0)
 			root := CgroupRoot(t)
+			c := startIn(t, 0)
 			cl, ctx := connect(t, c)
 			sleeper := runImage(ctx, t, c, cl, "sleeper", root+"/sleeper", nil, oci.WithProcessArgs("sleep", "600"))
 			shims := c.leftovers()
