@@ -457,3 +457,27 @@ func TestUnescapeMount(t *testing.T) {
 		})
 	}
 }
+
+func TestCgroupRootCleanupRemovesItsTree(t *testing.T) {
+	Require(t)
+	unified, err := UnifiedMount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root string
+	t.Run("a test that makes cgroups under its root", func(t *testing.T) {
+		root = CgroupRoot(t)
+		if !strings.HasPrefix(root, "/kukeon-it-") || len(root) != len("/kukeon-it-")+8 {
+			t.Errorf("CgroupRoot = %q, want /kukeon-it-<8 hex>", root)
+		}
+		if other := CgroupRoot(t); other == root {
+			t.Errorf("two CgroupRoot calls gave the same path %s", root)
+		}
+		if err := os.MkdirAll(filepath.Join(unified, root, "realm/space/stack"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := os.Stat(filepath.Join(unified, root)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s still exists after the test's cleanup (%v)", filepath.Join(unified, root), err)
+	}
+}
