@@ -80,14 +80,14 @@ func TestValidate(t *testing.T) {
 		{
 			name: "accepts the examples", dir: "examples",
 			setup: func(t *testing.T, dir string) {
-				src, err := filepath.Abs(filepath.Join(repoRoot, "examples"))
+				src, err := filepath.Abs(filepath.Join(validateRepoRoot, "examples"))
 				if err != nil {
 					t.Fatal(err)
 				}
 				if _, err := os.Stat(src); err != nil {
 					t.Skipf("no examples directory yet: %v", err)
 				}
-				copyTree(t, src, dir)
+				copyValidateCase(t, src, dir)
 			},
 		},
 	}
@@ -95,14 +95,14 @@ func TestValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	repoRoot, err = filepath.Abs("../..")
+	validateRepoRoot, err = filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			work := t.TempDir()
-			copyTree(t, filepath.Join(golden, tt.dir), filepath.Join(work, tt.dir))
+			copyValidateCase(t, filepath.Join(golden, tt.dir), filepath.Join(work, tt.dir))
 			t.Chdir(work)
 			if tt.setup != nil {
 				tt.setup(t, tt.dir)
@@ -142,12 +142,12 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// repoRoot is the absolute path of the repository, set before the cases run
+// validateRepoRoot is the absolute path of the repository, set before the cases run
 // (they change the working directory).
-var repoRoot string
+var validateRepoRoot string
 
-// copyTree copies the regular files under src (but its want.txt) to dst.
-func copyTree(t *testing.T, src, dst string) {
+// copyValidateCase copies the regular files under src (but its want.txt) to dst.
+func copyValidateCase(t *testing.T, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
