@@ -205,4 +205,3 @@ func TestParseInterspersed(t *testing.T) {
 		})
 	}
 }
-
