@@ -65,6 +65,25 @@ func isDocStart(line []byte) bool {
 // decodeFile decodes every document of a file. It never panics on bad input.
 func decodeFile(file string, data []byte) *decoded {
 	d := &decoded{}
+	// The common case, a file without syntax errors, is parsed as one
+	// stream (one parser for all documents). Only a file with a syntax
+	// error is parsed again piece by piece, to report what follows it.
+	var roots []*yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		root := new(yaml.Node)
+		err := safeDecode(dec, root)
+		if errors.Is(err, io.EOF) {
+			for _, root := range roots {
+				d.decodeDocument(file, 0, root)
+			}
+			return d
+		}
+		if err != nil {
+			break
+		}
+		roots = append(roots, root)
+	}
 	for _, c := range splitDocuments(data) {
 		d.decodeChunk(file, c)
 	}

@@ -113,16 +113,20 @@ func TestWalk(t *testing.T) {
 			wantDiags: []string{"big.yaml: file is too large (254 bytes, limit 100)"},
 		},
 		{
-			name:      "reports a path that does not exist",
-			files:     map[string]string{"a.yaml": realm("a")},
-			args:      func(dir string) []string { return []string{filepath.Join(dir, "missing"), filepath.Join(dir, "a.yaml")} },
+			name:  "reports a path that does not exist",
+			files: map[string]string{"a.yaml": realm("a")},
+			args: func(dir string) []string {
+				return []string{filepath.Join(dir, "missing"), filepath.Join(dir, "a.yaml")}
+			},
 			wantFiles: []string{"a.yaml"},
 			wantDiags: []string{"missing: no such file or directory"},
 		},
 		{
-			name:      "reads an explicitly named file whatever its name",
-			files:     map[string]string{"realm.txt": realm("a"), ".hidden": realm("b")},
-			args:      func(dir string) []string { return []string{filepath.Join(dir, "realm.txt"), filepath.Join(dir, ".hidden")} },
+			name:  "reads an explicitly named file whatever its name",
+			files: map[string]string{"realm.txt": realm("a"), ".hidden": realm("b")},
+			args: func(dir string) []string {
+				return []string{filepath.Join(dir, "realm.txt"), filepath.Join(dir, ".hidden")}
+			},
 			wantFiles: []string{"realm.txt", ".hidden"},
 		},
 		{
