@@ -123,3 +123,28 @@ func TestBuildAppliesDefaultsWithoutTouchingDocuments(t *testing.T) {
 		t.Errorf("tree shares memory with the document")
 	}
 }
+
+func TestSynthesizedRootTakesTheFirstContainersPullPolicy(t *testing.T) {
+	first := ctr("a", "registry.local/app:1")
+	first.ImagePullPolicy = v1beta1.PullNever
+	tree, diags := Build([]manifest.Document{doc("a.yaml", 1, cell("lab", "web", "blog", "c", first, ctr("b", "busybox")))}, Options{})
+	if len(diags) != 0 {
+		t.Fatalf("Build: %v", diags)
+	}
+	root := tree.Cell("lab", "web", "blog", "c").Root
+	want := v1beta1.Container{
+		ID: "root", Root: true, Image: "registry.local/app:1", ImagePullPolicy: v1beta1.PullNever,
+		RestartPolicy:          v1beta1.RestartNever,
+		RestartBackoffSeconds:  ptrTo(int64(v1beta1.DefaultRestartBackoffSeconds)),
+		RestartMaxRetries:      ptrTo(int64(v1beta1.DefaultRestartMaxRetries)),
+		StopGracePeriodSeconds: ptrTo(int64(v1beta1.DefaultStopGracePeriodSeconds)),
+	}
+	if diff := cmp.Diff(want, root.Spec); diff != "" {
+		t.Errorf("synthesized root spec (-want +got):\n%s", diff)
+	}
+	if !root.Synthesized || !root.Root || root.Field != "" {
+		t.Errorf("root = %+v, want a synthesized root without a field", root)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
