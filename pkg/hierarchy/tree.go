@@ -131,6 +131,27 @@ func (t *Tree) Cells() []*Cell {
 	return cells
 }
 
+// Keys returns the key of every object of the tree (implied ones included)
+// in create order: depth first, each parent before its children, siblings by
+// name. Its reverse is a valid delete order (children before parents). The
+// planner's prune is the set difference between the inventory and these keys.
+func (t *Tree) Keys() []string {
+	var keys []string
+	for _, r := range t.Realms {
+		keys = append(keys, r.Key())
+		for _, s := range r.Spaces {
+			keys = append(keys, s.Key())
+			for _, st := range s.Stacks {
+				keys = append(keys, st.Key())
+				for _, c := range st.Cells {
+					keys = append(keys, c.Key())
+				}
+			}
+		}
+	}
+	return keys
+}
+
 // childPath is the group path of a child level. Names are DNS labels (the
 // manifest validators see to it), so no cleaning is needed; this is a hot
 // path of Build.

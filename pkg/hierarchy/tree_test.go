@@ -44,6 +44,13 @@ func TestTreeLookups(t *testing.T) {
 	if diff := cmp.Diff(want, keys); diff != "" {
 		t.Errorf("Cells() (-want +got):\n%s", diff)
 	}
+	wantKeys := []string{
+		"Realm default", "Space default/default", "Stack default/default/default", "Cell default/default/default/hello",
+		"Realm lab", "Space lab/web", "Stack lab/web/blog", "Cell lab/web/blog/a", "Cell lab/web/blog/b",
+	}
+	if diff := cmp.Diff(wantKeys, tree.Keys()); diff != "" {
+		t.Errorf("Keys() (-want +got):\n%s", diff)
+	}
 	if r := tree.Realm("lab"); r == nil || r.Key() != "Realm lab" {
 		t.Errorf("Realm(lab) = %v", r)
 	}
