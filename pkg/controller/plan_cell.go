@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -222,10 +223,19 @@ func changedFields(rec *Record, dc *hierarchy.Container) []string {
 	}
 	var out []string
 	for k := range keys {
-		if string(old[k]) != string(cur[k]) {
+		if compactJSON(old[k]) != compactJSON(cur[k]) {
 			out = append(out, k)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// compactJSON normalises whitespace: the inventory is written indented.
+func compactJSON(b json.RawMessage) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, b) != nil {
+		return string(b)
+	}
+	return buf.String()
 }

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
@@ -156,14 +157,11 @@ func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restar
 		case o.Blocked != "":
 			st.State, st.Reason, st.Message = StateBlocked, "ParentFailed", "blocked by "+o.Blocked
 		case o.Err != nil:
-			st.State, st.Reason, st.Message = StateFailed, "ApplyFailed", o.Err.Error()
+			st.State, st.Reason, st.Message = StateFailed, "ApplyFailed", strings.ReplaceAll(o.Err.Error(), "\n", "; ")
 		case !cg.Exists:
 			st.State, st.Reason = StatePending, "CgroupMissing"
 		default:
 			st.State = StateReady
-		}
-		if len(st.MissingControllers) > 0 && st.State == StateReady {
-			st.Message = "host lacks controllers: " + fmt.Sprint(st.MissingControllers)
 		}
 		return st
 	}
