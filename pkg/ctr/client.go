@@ -78,15 +78,16 @@ func (c *Client) Close() error {
 
 // Ping checks that containerd answers within the dial timeout. It returns
 // an error matching ErrUnavailable when it does not.
-func (c *Client) Ping(ctx context.Context) error {
+func (c *Client) Ping(parent context.Context) error {
 	cc, err := c.conn()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(parent, c.cfg.DialTimeout)
 	defer cancel()
 	if _, err := cc.Version(ctx); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		if ctx.Err() != nil && parent.Err() == nil {
+			// Our dial timeout expired: containerd does not answer.
 			c.drop(cc)
 			return fmt.Errorf("ping %s: %w: %v", c.cfg.Address, ErrUnavailable, err)
 		}
