@@ -23,6 +23,7 @@ type decoded struct {
 	diags   []Diagnostic
 	objects int
 	failed  bool
+	budget  int // see nodeBudget
 }
 
 // chunk is a piece of a stream between "---" lines, parsed on its own so
@@ -49,10 +50,35 @@ func splitDocuments(data []byte) []chunk {
 			out = append(out, chunk{data: data[start:i], lineOff: startLine})
 			start, startLine = i, line
 		}
-		line++
+		line += lineBreaks(data[i:next])
 		i = next
 	}
 	return append(out, chunk{data: data[start:], lineOff: startLine})
+}
+
+// lineBreaks counts the line breaks of seg as the YAML parser does: "\n",
+// "\r\n", a lone "\r", and the Unicode NEL, LS and PS.
+func lineBreaks(seg []byte) int {
+	n := 0
+	for i := 0; i < len(seg); i++ {
+		switch seg[i] {
+		case '\n':
+			n++
+		case '\r':
+			if i+1 == len(seg) || seg[i+1] != '\n' {
+				n++
+			}
+		case 0xc2:
+			if i+1 < len(seg) && seg[i+1] == 0x85 {
+				n++
+			}
+		case 0xe2:
+			if i+2 < len(seg) && seg[i+1] == 0x80 && (seg[i+2] == 0xa8 || seg[i+2] == 0xa9) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func isDocStart(line []byte) bool {
@@ -64,7 +90,7 @@ func isDocStart(line []byte) bool {
 
 // decodeFile decodes every document of a file. It never panics on bad input.
 func decodeFile(file string, data []byte) *decoded {
-	d := &decoded{}
+	d := &decoded{budget: nodeBudget(len(data))}
 	// The common case, a file without syntax errors, is parsed as one
 	// stream (one parser for all documents). Only a file with a syntax
 	// error is parsed again piece by piece, to report what follows it.
@@ -199,7 +225,7 @@ func (d *decoded) decodeDocument(file string, lineOff int, doc *yaml.Node) {
 		return
 	}
 	d.objects++
-	s := &strict{file: file, lineOff: lineOff, fields: make(map[string]Position, 32)}
+	s := &strict{file: file, lineOff: lineOff, fields: make(map[string]Position, 32), budget: d.budget}
 	s.decode(root, reflect.ValueOf(obj).Elem(), "")
 	document := Document{Position: pos, Kind: kindName, Object: obj, Fields: s.fields}
 	var fieldErrs []v1beta1.FieldError

@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -21,7 +20,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("---\n---\n...\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d := decodeFile("f.yaml", data)
-		lines := bytes.Count(data, []byte("\n")) + 1
+		lines := lineBreaks(data) + 1
 		check := func(p Position) {
 			if p.File != "f.yaml" {
 				t.Fatalf("position %v names another file", p)

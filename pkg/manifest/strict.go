@@ -84,9 +84,11 @@ func infoOf(t reflect.Type) *structInfo {
 
 var quantityType = reflect.TypeOf(v1beta1.Quantity{})
 
-// maxNodes bounds the nodes one document may expand to through aliases, so
-// that an alias bomb costs an error, not the daemon's memory.
-const maxNodes = 1 << 20
+// nodeBudget bounds the nodes a document of a file of size bytes may expand
+// to through aliases, so that an alias bomb costs an error, not the
+// daemon's memory. Without aliases a node takes at least two bytes of
+// source, so no document without aliases comes near it.
+func nodeBudget(size int) int { return 1000 + 2*size }
 
 // strict decodes a node tree into a typed value by the value's json tags,
 // reporting every unknown key, wrong type and bad quantity with its position
@@ -100,6 +102,7 @@ type strict struct {
 	// errors at or below them are noise and are dropped.
 	errPaths []string
 	nodes    int
+	budget   int
 	exceeded bool
 }
 
@@ -182,10 +185,10 @@ func (s *strict) decode(n *yaml.Node, v reflect.Value, path string) {
 		n = n.Alias
 	}
 	s.nodes++
-	if s.nodes > maxNodes {
+	if s.nodes > s.budget {
 		if !s.exceeded {
 			s.exceeded = true
-			s.errorf(n, path, "document expands to more than %d nodes (alias bomb?)", maxNodes)
+			s.errorf(n, path, "aliases expand the document to more than %d nodes", s.budget)
 		}
 		return
 	}
@@ -392,12 +395,13 @@ func (s *strict) merge(n *yaml.Node, v reflect.Value, path string, depth int) {
 }
 
 // suggest returns the key closest to k within an edit distance of 2
-// (ignoring case), or "".
+// (ignoring case) and of a third of the key's length, or "".
 func suggest(k string, keys []string) string {
 	best, bestD := "", 3
 	lk := strings.ToLower(k)
 	for _, c := range keys {
-		if d := editDistance(lk, strings.ToLower(c)); d < bestD {
+		// A short key is not a typo of another short key ("x0", "id").
+		if d := editDistance(lk, strings.ToLower(c)); d < bestD && 3*d <= len(c) {
 			best, bestD = c, d
 		}
 	}

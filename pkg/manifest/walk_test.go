@@ -282,3 +282,26 @@ func TestExamples(t *testing.T) {
 		t.Error("the examples have errors")
 	}
 }
+
+func TestAliasBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("kind: Cell\nmetadata: {name: bomb}\nspec:\n  realmId: a\n  spaceId: b\n  stackId: c\n")
+	b.WriteString("  x: &vol {target: /a, source: /b}\n")
+	b.WriteString("  y: &vols [" + strings.Repeat("*vol, ", 99) + "*vol]\n")
+	b.WriteString("  z: &c {id: a, image: b, volumes: *vols}\n")
+	b.WriteString("  containers: [" + strings.Repeat("*c, ", 99) + "*c]\n")
+	r := Load([]string{"-"}, strings.NewReader(b.String()), Options{})
+	if !r.HasErrors() || len(r.Documents) != 0 {
+		t.Fatalf("an alias bomb loaded: %d documents", len(r.Documents))
+	}
+	var got []string
+	for _, d := range r.Diagnostics {
+		if strings.Contains(d.Message, "aliases expand") {
+			got = append(got, d.String())
+		}
+	}
+	want := []string{"<stdin>:7:6: Cell a/b/c/bomb: spec.containers[11].volumes[3]: aliases expand the document to more than 3366 nodes"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("alias expansion errors (-want +got):\n%s", diff)
+	}
+}
