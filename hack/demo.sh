@@ -37,6 +37,11 @@ if [ "${1:-}" = clean ]; then
 		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		grep " $DEMO/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
 	fi
+	# runc leaves the empty parents of container cgroups in the v1 hierarchies
+	# of hybrid hosts; rmdir only removes empty directories.
+	for d in /sys/fs/cgroup/*/kukeon /sys/fs/cgroup/kukeon; do
+		[ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+	done
 	rm -rf "$DEMO"
 	say "clean"
 	exit 0

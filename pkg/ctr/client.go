@@ -34,6 +34,11 @@ type Config struct {
 	// GroupShims runs all containers of one cell in one runc shim (the
 	// io.containerd.runc.v2.group label keyed by space, stack and cell).
 	GroupShims bool
+	// CgroupParent is the group under which a container whose spec has no
+	// CgroupsPath is placed, as <CgroupParent>/<namespace>/<id>. Empty
+	// means "/" — containerd's own default, which the controller never
+	// relies on: it always sets CgroupsPath.
+	CgroupParent string
 }
 
 // Client talks to one containerd daemon. It connects lazily on first use

@@ -3,6 +3,7 @@ package ctr
 import (
 	"context"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -55,7 +56,7 @@ func (c *Client) CreateContainer(ctx context.Context, ns string, spec ContainerS
 	opts := []client.NewContainerOpts{
 		client.WithImage(img),
 		client.WithNewSnapshot(spec.ID, img),
-		client.WithNewSpec(SpecOpts(spec, img, c.cfg.PauseBinary)...),
+		client.WithNewSpec(SpecOpts(c.withCgroupsPath(ns, spec), img, c.cfg.PauseBinary)...),
 		client.WithContainerLabels(labels),
 	}
 	_, err = cc.NewContainer(nctx, spec.ID, opts...)
@@ -260,4 +261,13 @@ func withCgroup2Mount(_ context.Context, _ oci.Client, _ *containers.Container, 
 		Options: []string{"nosuid", "noexec", "nodev", "rw"},
 	})
 	return nil
+}
+
+// withCgroupsPath fills an empty CgroupsPath from Config.CgroupParent, so
+// no container of ours lands outside the tree we were given.
+func (c *Client) withCgroupsPath(ns string, spec ContainerSpec) ContainerSpec {
+	if spec.CgroupsPath == "" && c.cfg.CgroupParent != "" {
+		spec.CgroupsPath = path.Join(c.cfg.CgroupParent, ns, spec.ID)
+	}
+	return spec
 }

@@ -37,6 +37,9 @@ type env struct {
 // daemon stops, so a failing test leaves nothing behind.
 func newEnv(t testing.TB, cfg ctr.Config) *env {
 	t.Helper()
+	// The cgroup root before containerd: cleanups run last-in first-out and
+	// the tree can only go once containerd and its containers are gone.
+	cgroupParent := testenv.CgroupRoot(t)
 	cd := testenv.Start(t)
 	archives := t.TempDir()
 	if err := os.Symlink(testenv.ImageArchive(t), filepath.Join(archives, "busybox.tar")); err != nil {
@@ -46,6 +49,7 @@ func newEnv(t testing.TB, cfg ctr.Config) *env {
 	cfg.StateDir = t.TempDir()
 	cfg.ImageArchives = archives
 	cfg.PauseBinary = pauseBinary(t)
+	cfg.CgroupParent = cgroupParent
 	e := &env{cd: cd, client: ctr.New(cfg), state: cfg.StateDir}
 	raw, err := client.New(cd.Address)
 	if err != nil {
