@@ -286,7 +286,20 @@ check_prune_realm() {
 }
 
 check_vmt_tree() {
-	check_tree "vmt vmt/s1 vmt/s1/k1 vmt/s1/k1/limits vmt/s1/k1/nested"
+	check_tree "vmt vmt/s1 vmt/s1/k1 vmt/s1/k1/limits vmt/s1/k1/nested vmt/s1/k2"
+}
+
+# runc enables every available controller in the parents of a container
+# cgroup, so delegation above containers could be runc's doing. Stack k2 has
+# no cells: its cgroup.subtree_control is the reconciler's alone, and must be
+# exactly cpu io memory pids (no cpuset without cpus/mems, nothing else).
+check_reconciler_delegates() {
+	d=$CG/$ROOT/vmt/s1/k2
+	[ -d "$d" ] || die "stack k2 (no cells) has no cgroup"
+	got=$(words <"$d/cgroup.subtree_control")
+	echo "/$ROOT/vmt/s1/k2: subtree_control: $got"
+	[ "$got" = "cpu io memory pids" ] || die "stack k2 delegates '$got', want exactly 'cpu io memory pids'"
+	[ -z "$(ls -d "$d"/*/ 2>/dev/null)" ] || die "stack k2 has child cgroups: $(ls -d "$d"/*/)"
 }
 check_vmt_status() { check_status_controllers vmt; }
 
@@ -380,9 +393,14 @@ check_pids_enforced() {
 
 # nestedCgroupRuntime: every controller the host offers is delegated down to
 # the cell (its own and its ancestors' subtree_control) and reaches the leaf.
+# runc enables every available controller in the parents of a container
+# cgroup anyway, so the check also takes controllers away by hand — from the
+# nested cell and, as a control, from cell limits — and expects the next pass
+# to give them back to the nested cell only.
 check_nested_delegation() {
 	host=$(cat "$CG/cgroup.controllers")
 	cell=$ROOT/vmt/s1/k1/nested
+	control=$ROOT/vmt/s1/k1/limits
 	[ -d "$CG/$cell" ] || die "cell cgroup /$cell missing"
 	bad=0
 	for d in . "$ROOT" "$ROOT/vmt" "$ROOT/vmt/s1" "$ROOT/vmt/s1/k1" "$cell"; do
@@ -398,6 +416,27 @@ check_nested_delegation() {
 	has_all "$host" "$(cat "$leaf/cgroup.controllers")" ||
 		die "container leaf offers '$(cat "$leaf/cgroup.controllers")', want '$host'"
 	[ $bad -eq 0 ] || die "$bad levels do not delegate every host controller ($host) to the nested cell"
+
+	extra=""
+	for c in hugetlb rdma misc; do
+		case " $host " in *" $c "*) extra="$extra $c" ;; esac
+	done
+	[ -n "$extra" ] || die "host offers none of hugetlb rdma misc to take away"
+	for d in "$cell" "$control"; do
+		for c in $extra; do
+			echo "-$c" >"$CG/$d/cgroup.subtree_control" || die "cannot disable $c in /$d"
+		done
+		echo "by hand: /$d: $(cat "$CG/$d/cgroup.subtree_control")"
+	done
+	once || die "reconciler --once after disabling controllers by hand exited $?"
+	sc=$(cat "$CG/$cell/cgroup.subtree_control")
+	echo "after pass: /$cell: $sc"
+	has_all "$host" "$sc" || die "nested cell delegates '$sc' after a pass, want every host controller '$host'"
+	sc=$(cat "$CG/$control/cgroup.subtree_control")
+	echo "after pass: /$control: $sc"
+	for c in $extra; do
+		case " $sc " in *" $c "*) die "cell limits (not nested) got $c back: it delegates more than cpu io memory pids" ;; esac
+	done
 }
 
 # A level limit changed in the manifest is rewritten in place: no container
@@ -512,6 +551,7 @@ run_check vmt-converges check_vmt_converges
 run_check prune-realm check_prune_realm
 run_check vmt-cgroup-tree check_vmt_tree
 run_check vmt-status-controllers check_vmt_status
+run_check reconciler-delegates check_reconciler_delegates
 run_check level-limits check_level_limits
 run_check container-limits check_container_limits
 run_check pids-enforced check_pids_enforced

@@ -20,9 +20,15 @@ import (
 // sized to finish well inside it under TCG on 2 cores.
 const vmTimeout = 10 * time.Minute
 
-// outDir keeps the last run for inspection: console.log, initramfs.cpio and
-// the job share (results.txt, timing.txt, logs/). It is git-ignored.
-const outDir = ".out"
+// outDir keeps runs for inspection, one directory per run (concurrent runs,
+// e.g. two `go test ./...`, must not share a job share): console.log,
+// initramfs.cpio and the job share (results.txt, timing.txt, logs/).
+// .out/latest points at the newest run; runs older than keepRuns are
+// removed. It is git-ignored.
+const (
+	outDir   = ".out"
+	keepRuns = 24 * time.Hour
+)
 
 // TestPureCgroupV2 boots a VM whose only cgroup hierarchy is cgroup2 with
 // every controller, runs job.sh in it, and reports each check of the job's
@@ -43,14 +49,11 @@ func TestPureCgroupV2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := filepath.Abs(outDir)
+	out, err := newRunDir(outDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	share := filepath.Join(out, "share")
-	if err := os.RemoveAll(share); err != nil {
-		t.Fatal(err)
-	}
 	for _, d := range []string{"bin", "images", "manifests", "logs"} {
 		if err := os.MkdirAll(filepath.Join(share, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -66,10 +69,16 @@ func TestPureCgroupV2(t *testing.T) {
 	t.Logf("host side prepared in %s (kernel %s)", time.Since(start).Round(time.Millisecond), env.kernelVersion)
 
 	console := filepath.Join(out, "console.log")
-	ctx, cancel := context.WithTimeout(context.Background(), vmTimeout)
+	// go test's own -timeout (10m by default) would kill the binary without
+	// a word about the VM: stop the VM early enough to report.
+	timeout := vmTimeout
+	if d, ok := t.Deadline(); ok && time.Until(d)-30*time.Second < timeout {
+		timeout = time.Until(d) - 30*time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	bootStart := time.Now()
-	runErr := runVM(ctx, env, initrd, share, console)
+	runErr := runVM(ctx, env, initrd, share, console, timeout)
 	wall := time.Since(bootStart)
 	t.Logf("VM wall time %s; serial console log: %s", wall.Round(time.Millisecond), console)
 	if timing, err := os.ReadFile(filepath.Join(share, "timing.txt")); err == nil {
@@ -94,7 +103,43 @@ func TestPureCgroupV2(t *testing.T) {
 	}
 	if failed || runErr != nil {
 		t.Logf("serial console log %s ends with:\n%s", console, tail(console, 30))
+		return
 	}
+	// A passing run keeps its logs, not its 60 MB of binaries and images.
+	os.RemoveAll(filepath.Join(share, "bin"))
+	os.RemoveAll(filepath.Join(share, "images"))
+}
+
+// newRunDir creates a fresh run directory under dir, points dir/latest at
+// it and removes runs older than keepRuns.
+func newRunDir(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if entries, err := os.ReadDir(dir); err == nil {
+		for _, e := range entries {
+			info, err := e.Info()
+			if err == nil && e.IsDir() && strings.HasPrefix(e.Name(), "run-") && time.Since(info.ModTime()) > keepRuns {
+				os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	run, err := os.MkdirTemp(dir, "run-"+time.Now().Format("20060102-150405")+"-")
+	if err != nil {
+		return "", err
+	}
+	// Replace the link atomically: a concurrent run may be doing the same.
+	tmp := filepath.Join(dir, ".latest-"+filepath.Base(run))
+	if err := os.Symlink(filepath.Base(run), tmp); err == nil {
+		if err := os.Rename(tmp, filepath.Join(dir, "latest")); err != nil {
+			os.Remove(tmp)
+		}
+	}
+	return run, nil
 }
 
 // host is what the VM needs from the machine running the test.
@@ -221,7 +266,7 @@ func buildInitramfs(path string, h host) error {
 // runVM boots the VM and waits for it to power off. The host root is shared
 // read-only (tag "host"), the job share read-write (tag "job"); there is no
 // network device. Serial console output goes to console.
-func runVM(ctx context.Context, h host, initrd, share, console string) error {
+func runVM(ctx context.Context, h host, initrd, share, console string, timeout time.Duration) error {
 	log, err := os.Create(console)
 	if err != nil {
 		return err
@@ -245,7 +290,7 @@ func runVM(ctx context.Context, h host, initrd, share, console string) error {
 	cmd.WaitDelay = 10 * time.Second
 	err = cmd.Run()
 	if ctx.Err() != nil {
-		return fmt.Errorf("VM did not power off within %s: %w", vmTimeout, ctx.Err())
+		return fmt.Errorf("VM did not power off within %s: %w", timeout.Round(time.Second), ctx.Err())
 	}
 	if err != nil {
 		return fmt.Errorf("qemu: %w", err)
