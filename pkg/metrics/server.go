@@ -70,11 +70,11 @@ func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ln != nil {
-		return fmt.Errorf("listen %s: server already started", s.addr)
+		return fmt.Errorf("serve http on %s: already started", s.addr)
 	}
 	ln, err := net.Listen("tcp", s.addr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", s.addr, err)
+		return fmt.Errorf("serve http: %w", err) // err names the address: "listen tcp ADDR: bind: …"
 	}
 	s.ln = ln
 	s.serveCh = make(chan error, 1)

@@ -234,3 +234,19 @@ func TestShutdownWaitsForAnInFlightScrape(t *testing.T) {
 		t.Errorf("Shutdown = %v, want nil", err)
 	}
 }
+
+func TestListenErrorNamesTheAddressOnce(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	err = NewServer(addr, New(), NewHealth(time.Minute)).Start()
+	if err == nil {
+		t.Fatal("Start on a taken address = nil, want an error")
+	}
+	if n := strings.Count(err.Error(), addr); n != 1 {
+		t.Errorf("Start error %q names %s %d times, want once", err, addr, n)
+	}
+}
