@@ -380,8 +380,17 @@ check_pids_enforced() {
 		if [ "${n:-0}" -gt 0 ]; then
 			echo "pids.events: max $n (forks refused with EAGAIN)"
 			# The task's own view of EAGAIN (busybox: "can't fork: Resource
-			# temporarily unavailable"), where the reconciler keeps logs.
-			grep -rhs "Resource temporarily unavailable" "$STATE/logs" 2>/dev/null | head -n 3
+			# temporarily unavailable") in its log, when the reconciler keeps
+			# one under the state dir.
+			log=$(find "$STATE" -name s1_k1_limits_forker.log | head -n 1)
+			if [ -n "$log" ]; then
+				# The shim may still be copying the task's stderr.
+				grep "Resource temporarily unavailable" "$log" ||
+					{ sleep 3 && grep "Resource temporarily unavailable" "$log"; } ||
+					die "forker log $log shows no EAGAIN: $(tail -n 2 "$log" | tr '\n' ' ')"
+			else
+				echo "note: no container log for forker under $STATE"
+			fi
 			[ "$(cat "$leaf/pids.current")" -le 8 ] || die "pids.current $(cat "$leaf/pids.current") exceeds pidsLimit 8"
 			return 0
 		fi
@@ -521,6 +530,12 @@ check_oom_restarted() {
 		i=$((i + 1))
 	done
 	kill -TERM "$daemon" 2>/dev/null
+	i=0
+	while kill -0 "$daemon" 2>/dev/null && [ $i -lt 30 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	kill -0 "$daemon" 2>/dev/null && echo "daemon ignored SIGTERM for 30 s" && kill -KILL "$daemon"
 	wait "$daemon"
 	echo "daemon exited $?; cell memory.events oom_kill $kills"
 	status_flat /tmp/status-oom
