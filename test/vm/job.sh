@@ -580,3 +580,4 @@ mark vmt-done
 run_check oom-killed check_oom_killed
 run_check oom-restarted check_oom_restarted
 mark oom-done
+mark suite-complete
