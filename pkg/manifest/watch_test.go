@@ -126,6 +126,16 @@ func TestWatch(t *testing.T) {
 			},
 		},
 		{
+			name:  "a subdirectory renamed within the tree keeps signalling under its new name",
+			files: map[string]string{"m/a/x.yaml": realm("x"), "m/a/deep/y.yaml": realm("y")},
+			watch: []string{"m"},
+			steps: []watchStep{
+				{"mv m/a m/b", func(t *testing.T, dir string) { rename(t, dir, "m/a", "m/b") }, true},
+				{"edit in the renamed directory", func(t *testing.T, dir string) { write(t, dir, "m/b/x.yaml", realm("x2")) }, true},
+				{"edit in its subdirectory", func(t *testing.T, dir string) { write(t, dir, "m/b/deep/y.yaml", realm("y2")) }, true},
+			},
+		},
+		{
 			name: "a symlinked manifest directory swapped to a new target signals; edits follow the new target",
 			files: map[string]string{
 				"old/a.yaml": a, "new/a.yaml": realm("a2"), "m": "-> old",
