@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -9,46 +11,132 @@ import (
 
 	"github.com/kukeon/reconciler/pkg/controller"
 	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/manifest"
+	"github.com/kukeon/reconciler/pkg/metrics"
 )
 
-// runDaemon converges continuously: a pass at start, then after every
-// containerd event (task exit, container delete) and every --resync.
+// eventSource is what the daemon needs of the runtime beyond the
+// controller's interface.
+type eventSource interface {
+	Events(ctx context.Context) <-chan ctr.Event
+}
+
+// runDaemon converges continuously until SIGTERM/SIGINT: a full pass at
+// start, on every manifest change (debounced) and every --resync, and the
+// owning cell at once on every containerd task exit or container delete.
+// On a stop signal it lets the in-flight pass finish (up to 10 s), writes
+// status and returns nil; containers keep running.
 func runDaemon(ctx context.Context, rc *controller.Reconciler, f *reconcileFlags, _, _ io.Writer) error {
 	log := logr.FromContextOrDiscard(ctx)
-	trigger := make(chan struct{}, 1)
-	kick := func() {
-		select {
-		case trigger <- struct{}{}:
-		default:
-		}
+
+	w, err := manifest.NewWatcher([]string{f.manifests}, manifest.WatchOptions{Debounce: f.debounce})
+	if err != nil {
+		return exitWith(1, fmt.Errorf("watch %s: %w", f.manifests, err))
 	}
-	if ev, ok := rc.Runtime.(interface {
-		Events(context.Context) <-chan ctr.Event
-	}); ok {
-		go func() {
-			for range ev.Events(ctx) {
-				kick()
-			}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- w.Run(watchCtx) }()
+
+	m := metrics.New()
+	health := metrics.NewHealth(3 * f.resync)
+	if f.listen != "" {
+		srv := metrics.NewServer(f.listen, m, health)
+		if err := srv.Start(); err != nil {
+			return exitWith(1, err)
+		}
+		log.Info("serving health and metrics", "address", srv.Addr())
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
 		}()
 	}
-	kick()
-	ticker := time.NewTicker(f.resync)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			log.Info("shutting down")
-			return nil
-		case <-ticker.C:
-			kick()
-		case <-trigger:
-			pr := rc.Pass(ctx)
-			c := pr.Plan
-			if pr.Err != nil {
-				log.Error(pr.Err, "pass failed")
-				continue
+
+	var events <-chan ctr.Event
+	if es, ok := rc.Runtime.(eventSource); ok {
+		events = es.Events(ctx)
+	}
+	firstDone := false
+	d := &controller.Daemon{
+		Reconciler: rc,
+		Changes:    w.Changes(),
+		Events:     events,
+		Resync:     f.resync,
+		OnPass: func(pr *controller.PassResult, full bool, depth int) {
+			health.Beat()
+			m.SetQueueDepth(depth)
+			up := pr.Err == nil || !errors.Is(pr.Err, ctr.ErrUnavailable)
+			health.SetContainerdUp(up)
+			m.SetContainerdUp(up)
+			result := "success"
+			if !pr.OK() {
+				result = "error"
 			}
-			log.Info("pass done", "ok", pr.OK(), "duration", pr.Duration.String(), "counts", c.Counts())
-		}
+			if full {
+				m.ObserveReconcile("pass", result, pr.Duration)
+			}
+			for _, o := range pr.Outcomes {
+				if o.Change == nil || o.Change.Action == controller.ActionUnchanged {
+					continue
+				}
+				r := "success"
+				if o.Err != nil || o.Blocked != "" {
+					r = "error"
+				}
+				m.ObserveReconcile(levelName(o.Change.Level), r, pr.Duration)
+			}
+			for _, r := range pr.Restarts {
+				m.IncRestarts(r.Policy)
+			}
+			errs, warns := 0, 0
+			for _, dg := range pr.Diagnostics {
+				if dg.Severity == manifest.SeverityError {
+					errs++
+				} else {
+					warns++
+				}
+			}
+			m.SetManifestErrors(errs)
+			m.SetManifestWarnings(warns)
+			if pr.Status != nil {
+				counts := map[[2]string]int{}
+				for _, o := range pr.Status.Objects {
+					counts[[2]string{o.Kind, o.State}]++
+				}
+				m.SetObjectStates(counts)
+			}
+			if full && pr.Err == nil {
+				if pr.OK() {
+					m.PassSucceeded(time.Now())
+				}
+				if !firstDone {
+					firstDone = true
+					health.SetFirstPassDone()
+					log.Info("first pass done", "ok", pr.OK(), "duration", pr.Duration.String())
+				}
+			}
+		},
+	}
+	log.Info("reconciler started", "manifests", f.manifests, "containerd", f.containerdAddress, "cgroupRoot", f.cgroupRoot, "resync", f.resync.String())
+	err = d.Run(ctx)
+	stopWatch()
+	if werr := <-watchDone; werr != nil {
+		log.Error(werr, "manifest watch ended")
+	}
+	log.Info("stopped; containers keep running")
+	return err
+}
+
+func levelName(l controller.Level) string {
+	switch l {
+	case controller.LevelRealm:
+		return "realm"
+	case controller.LevelSpace:
+		return "space"
+	case controller.LevelStack:
+		return "stack"
+	default:
+		return "cell"
 	}
 }

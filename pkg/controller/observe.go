@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/ctr"
@@ -40,9 +41,32 @@ type CgroupState struct {
 // RestartState is what the restart policy needs to remember about a
 // container between passes.
 type RestartState struct {
+	// Count is the number of restarts since the container last ran for
+	// RestartResetAfter.
 	Count        int
 	LastExitCode uint32
-	GaveUp       bool
+	// LastRestart is when the reconciler last restarted the container.
+	LastRestart time.Time
+}
+
+// Restart backoff bounds (SPEC §5).
+const (
+	MaxRestartBackoff = 300 * time.Second
+	RestartResetAfter = 60 * time.Second
+)
+
+// RestartDelay is how long after the previous restart the next one may
+// happen: the first restart is immediate, then base, 2×base, 4×base, … up
+// to MaxRestartBackoff.
+func RestartDelay(base time.Duration, count int) time.Duration {
+	if count <= 0 {
+		return 0
+	}
+	d := base
+	for i := 1; i < count && d < MaxRestartBackoff; i++ {
+		d *= 2
+	}
+	return min(d, MaxRestartBackoff)
 }
 
 // ContainersOfCell returns our containers of a cell in ns.

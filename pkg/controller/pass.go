@@ -54,6 +54,8 @@ type PassResult struct {
 	NotReady []string
 	// Err is a pass-level error (containerd unreachable, state unreadable).
 	Err error
+	// Restarts are the restarts this pass performed.
+	Restarts []Restart
 }
 
 // OK reports whether the pass converged: no manifest errors, no failed or
@@ -160,14 +162,34 @@ func (rc *Reconciler) workers() int { return max(rc.Opts.Workers, 1) }
 // Pass runs one full pass: plan, apply, wait for readiness (up to
 // Opts.Timeout), record status.
 func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
+	return rc.pass(ctx, PassScope{})
+}
+
+// PassScope narrows a pass.
+type PassScope struct {
+	// Only, when non-nil, limits the changes applied to these object keys
+	// (and disables prune): the daemon's event-driven reconciles.
+	Only map[string]bool
+	// Backoff applies restart backoff (the daemon).
+	Backoff bool
+}
+
+// Reconcile runs a pass with the given scope.
+func (rc *Reconciler) Reconcile(ctx context.Context, scope PassScope) *PassResult {
+	return rc.pass(ctx, scope)
+}
+
+func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	log := logr.FromContextOrDiscard(ctx)
 	pr := &PassResult{StartedAt: rc.now()}
 	defer func() { pr.Duration = rc.now().Sub(pr.StartedAt) }()
 	var failed map[string]bool
 	pr.Load, pr.Tree, pr.Diagnostics, failed = rc.Desired()
-	for _, d := range pr.Diagnostics {
-		if d.Severity == manifest.SeverityError {
-			log.Error(nil, "manifest error", "position", d.Position.String(), "object", d.Object, "field", d.Field, "message", d.Message)
+	if scope.Only == nil {
+		for _, d := range pr.Diagnostics {
+			if d.Severity == manifest.SeverityError {
+				log.Error(nil, "manifest error", "position", d.Position.String(), "object", d.Object, "field", d.Field, "message", d.Message)
+			}
 		}
 	}
 	inv, err := LoadInventory(rc.inventoryPath())
@@ -186,8 +208,18 @@ func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
 	obs.Restarts = restarts
 	pr.Plan = ComputePlan(PlanInput{
 		Desired: pr.Tree, Observed: obs, Inventory: inv, FailedFiles: failed,
-		Prune: rc.Opts.Prune, AllowEmpty: rc.Opts.AllowEmpty,
+		Prune: rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
+		Now: rc.now(), Backoff: scope.Backoff,
 	})
+	if scope.Only != nil {
+		scoped := &Plan{RequeueAfter: pr.Plan.RequeueAfter}
+		for _, ch := range pr.Plan.Changes {
+			if scope.Only[ch.Key] {
+				scoped.Changes = append(scoped.Changes, ch)
+			}
+		}
+		pr.Plan = scoped
+	}
 	for _, w := range pr.Plan.Warnings {
 		log.Info("prune refused", "reason", w)
 	}
@@ -203,7 +235,7 @@ func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
 		Workers: rc.workers(), Credentials: creds,
 		SaveInventory: func(inv *Inventory) error { return inv.Save(rc.inventoryPath()) },
 	}
-	if pr.Plan.HasChanges() || len(inv.Objects) == 0 || needsRecord(pr.Plan, inv) {
+	if pr.Plan.HasChanges() || needsRecord(pr.Plan, inv) {
 		pr.Outcomes = ex.Apply(ctx, pr.Plan, inv)
 	} else {
 		for i := range pr.Plan.Changes {
@@ -211,22 +243,26 @@ func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
 		}
 	}
 	// Restarts performed this pass count against the restart policy.
+	now := rc.now()
 	for _, o := range pr.Outcomes {
 		if o.Change == nil || o.Change.Cell == nil || o.Err != nil {
 			continue
 		}
 		for _, cc := range o.Change.Containers {
-			if cc.Action == ContainerStart {
-				k := o.Change.Cell.Namespace + "/" + cc.ContainerdID
-				rs := restarts[k]
-				rs.Count++
-				for _, oc := range obs.ContainersOfCell(o.Change.Cell.Namespace, o.Change.Cell.Space, o.Change.Cell.Stack, o.Change.Cell.ID) {
-					if oc.ID == cc.ContainerdID {
-						rs.LastExitCode = oc.Task.ExitCode
-					}
-				}
-				restarts[k] = rs
+			if cc.Action != ContainerStart {
+				continue
 			}
+			k := o.Change.Cell.Namespace + "/" + cc.ContainerdID
+			rs := restarts[k]
+			rs.Count++
+			rs.LastRestart = now
+			for _, oc := range obs.ContainersOfCell(o.Change.Cell.Namespace, o.Change.Cell.Space, o.Change.Cell.Stack, o.Change.Cell.ID) {
+				if oc.ID == cc.ContainerdID {
+					rs.LastExitCode = oc.Task.ExitCode
+				}
+			}
+			restarts[k] = rs
+			pr.Restarts = append(pr.Restarts, Restart{Cell: o.Change.Key, Container: cc.ID, Policy: containerPolicy(o.Change.Cell, cc.ContainerdID)})
 		}
 	}
 
@@ -236,6 +272,18 @@ func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
 		if err != nil {
 			pr.Err = err
 			final = obs
+		}
+	}
+	// A container that has been running for RestartResetAfter starts its
+	// backoff afresh.
+	for ns, cs := range final.Containers {
+		for _, c := range cs {
+			k := ns + "/" + c.ID
+			if rs, ok := restarts[k]; ok && rs.Count > 0 && c.Task.Status == ctr.TaskRunning &&
+				!c.Task.StartedAt.IsZero() && now.Sub(c.Task.StartedAt) >= RestartResetAfter {
+				rs.Count = 0
+				restarts[k] = rs
+			}
 		}
 	}
 	pr.Status = &Status{GeneratedAt: rc.now(), Objects: buildStatus(pr.Tree, final, pr.Outcomes, restarts)}
@@ -249,6 +297,20 @@ func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
 		pr.Err = err
 	}
 	return pr
+}
+
+// Restart records one restart performed by a pass.
+type Restart struct {
+	Cell, Container, Policy string
+}
+
+func containerPolicy(c *hierarchy.Cell, containerdID string) string {
+	for _, dc := range c.Containers {
+		if dc.ContainerdID == containerdID {
+			return dc.Spec.RestartPolicy
+		}
+	}
+	return ""
 }
 
 // needsRecord reports whether an unchanged object is missing from the

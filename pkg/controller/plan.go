@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kukeon/reconciler/pkg/hierarchy"
 )
@@ -108,6 +109,9 @@ type Plan struct {
 	Changes []Change `json:"changes"`
 	// Warnings are problems that did not stop planning (a refused prune).
 	Warnings []string `json:"warnings,omitempty"`
+	// RequeueAfter is set when a restart is held back by its backoff: the
+	// soonest time a pass should look again.
+	RequeueAfter time.Duration `json:"requeueAfter,omitempty"`
 }
 
 // Counts tallies actions.

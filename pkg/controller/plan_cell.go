@@ -7,6 +7,7 @@ import (
 	"maps"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/ctr"
@@ -20,8 +21,8 @@ import (
 // changed or not running recreates the whole cell. Otherwise each workload
 // is compared on its own: missing → create, spec hash changed → recreate,
 // task ended → restart per its restartPolicy, user labels changed → relabel.
-func planCell(in PlanInput, c *hierarchy.Cell) Change {
-	ch := Change{Level: LevelCell, Kind: v1beta1.KindCell, Key: c.Key(), Cell: c,
+func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
+	ch = Change{Level: LevelCell, Kind: v1beta1.KindCell, Key: c.Key(), Cell: c,
 		Parent: hierarchy.StackKey(c.Realm, c.Space, c.Stack)}
 	ch.Record = in.Inventory.Objects[ch.Key]
 
@@ -63,7 +64,7 @@ func planCell(in PlanInput, c *hierarchy.Cell) Change {
 				ch.Action = ActionUpdated
 				ch.Reasons = append(ch.Reasons, "containers missing")
 			}
-			return ch
+			return ch, 0
 		}
 		ch.Action = ActionRecreated
 		ch.Reasons = append(ch.Reasons, rootReason)
@@ -81,7 +82,7 @@ func planCell(in PlanInput, c *hierarchy.Cell) Change {
 			ch.Containers = append(ch.Containers, ContainerChange{ID: dc.Spec.ID, ContainerdID: dc.ContainerdID,
 				Root: dc.Root, Action: a})
 		}
-		return ch
+		return ch, 0
 	}
 
 	ch.RootPID = root.Task.PID
@@ -103,7 +104,11 @@ func planCell(in PlanInput, c *hierarchy.Cell) Change {
 			cc.Reason = "spec changed"
 			cc.Fields = changedFields(ch.Record, dc)
 		case oc.Task.Status != ctr.TaskRunning:
-			if !shouldRestart(in, c, dc, oc) {
+			restart, after := shouldRestart(in, c, dc, oc)
+			if after > 0 && (wait == 0 || after < wait) {
+				wait = after
+			}
+			if !restart {
 				break
 			}
 			cc.Action = ContainerStart
@@ -125,28 +130,36 @@ func planCell(in PlanInput, c *hierarchy.Cell) Change {
 	} else {
 		ch.Action = ActionUnchanged
 	}
-	return ch
+	return ch, wait
 }
 
 // shouldRestart applies the restart policy to a workload whose task is not
 // running. A task that was created but never started, or that vanished
 // (containerd restarted), is always started: the policy is about exits.
-func shouldRestart(in PlanInput, c *hierarchy.Cell, dc *hierarchy.Container, oc ctr.Container) bool {
+// With backoff, a restart that is due later returns false and the wait.
+func shouldRestart(in PlanInput, c *hierarchy.Cell, dc *hierarchy.Container, oc ctr.Container) (bool, time.Duration) {
 	if oc.Task.Status != ctr.TaskStopped {
-		return true
+		return true, 0
 	}
+	rs := in.Observed.Restarts[c.Namespace+"/"+dc.ContainerdID]
 	switch dc.Spec.RestartPolicy {
 	case v1beta1.RestartAlways:
-		return true
 	case v1beta1.RestartOnFailure:
-		if oc.Task.ExitCode == 0 {
-			return false
+		if oc.Task.ExitCode == 0 || int64(rs.Count) >= *dc.Spec.RestartMaxRetries {
+			return false, 0
 		}
-		rs := in.Observed.Restarts[c.Namespace+"/"+dc.ContainerdID]
-		return int64(rs.Count) < *dc.Spec.RestartMaxRetries
 	default:
-		return false
+		return false, 0
 	}
+	if !in.Backoff {
+		return true, 0
+	}
+	base := time.Duration(*dc.Spec.RestartBackoffSeconds) * time.Second
+	next := rs.LastRestart.Add(RestartDelay(base, rs.Count))
+	if rs.Count == 0 || !in.Now.Before(next) {
+		return true, 0
+	}
+	return false, next.Sub(in.Now)
 }
 
 func taskWords(t ctr.Task) string {

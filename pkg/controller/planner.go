@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/ctr"
@@ -23,6 +24,11 @@ type PlanInput struct {
 	Prune bool
 	// AllowEmpty lets an empty desired set prune everything.
 	AllowEmpty bool
+	// Now is the planner's clock (restart backoff).
+	Now time.Time
+	// Backoff enables restart backoff (the daemon); a single --once pass
+	// restarts what its policy allows right away.
+	Backoff bool
 }
 
 // baseControllers are delegated on every level (SPEC §3).
@@ -50,7 +56,11 @@ func ComputePlan(in PlanInput) *Plan {
 		}
 	}
 	for _, c := range in.Desired.Cells() {
-		p.Changes = append(p.Changes, planCell(in, c))
+		ch, wait := planCell(in, c)
+		p.Changes = append(p.Changes, ch)
+		if wait > 0 && (p.RequeueAfter == 0 || wait < p.RequeueAfter) {
+			p.RequeueAfter = wait
+		}
 	}
 	return p
 }

@@ -83,7 +83,11 @@ type ContainerStatus struct {
 	StartedAt    *time.Time `json:"startedAt,omitempty"`
 	RestartCount int        `json:"restartCount"`
 	LastExitCode *uint32    `json:"lastExitCode,omitempty"`
-	Message      string     `json:"message,omitempty"`
+	// LastRestartAt is when the reconciler last restarted the container;
+	// NextRestartAt is when its restart policy allows the next one.
+	LastRestartAt *time.Time `json:"lastRestartAt,omitempty"`
+	NextRestartAt *time.Time `json:"nextRestartAt,omitempty"`
+	Message       string     `json:"message,omitempty"`
 }
 
 // LoadStatus reads a status file; a missing file is (nil, nil).
@@ -122,6 +126,9 @@ func restartsFrom(prev *Status) map[string]RestartState {
 			rs := RestartState{Count: c.RestartCount}
 			if c.LastExitCode != nil {
 				rs.LastExitCode = *c.LastExitCode
+			}
+			if c.LastRestartAt != nil {
+				rs.LastRestart = *c.LastRestartAt
 			}
 			out[o.Namespace+"/"+c.ContainerdID] = rs
 		}
@@ -200,6 +207,10 @@ func cellStatus(st ObjectStatus, c *hierarchy.Cell, obs *Observed, restarts map[
 			lc := rs.LastExitCode
 			cs.LastExitCode = &lc
 		}
+		if !rs.LastRestart.IsZero() {
+			t := rs.LastRestart
+			cs.LastRestartAt = &t
+		}
 		oc, ok := observed[dc.ContainerdID]
 		needRun := true
 		switch {
@@ -235,6 +246,9 @@ func cellStatus(st ObjectStatus, c *hierarchy.Cell, obs *Observed, restarts map[
 			}
 			if dc.Root {
 				needRun = true
+			} else if needRun && cs.State == ContainerExited && dc.Spec.RestartPolicy != v1beta1.RestartNever {
+				next := rs.LastRestart.Add(RestartDelay(time.Duration(*dc.Spec.RestartBackoffSeconds)*time.Second, rs.Count))
+				cs.NextRestartAt = &next
 			}
 		default:
 			cs.State = ContainerCreated
