@@ -245,7 +245,7 @@ func (e *Executor) applyCgroup(ch *Change, path string, res *v1beta1.Resources, 
 func (e *Executor) applyDelete(ctx context.Context, ch *Change) error {
 	rec := ch.Record
 	if ch.Level == LevelCell {
-		if err := e.deleteContainers(ctx, rec.Namespace, ch.Containers, nil); err != nil {
+		if err := e.deleteContainers(ctx, rec.Namespace, ch.Containers, recordedGrace(rec)); err != nil {
 			return err
 		}
 	}
@@ -462,4 +462,20 @@ func (e *Executor) ContainerSpec(c *hierarchy.Cell, dc *hierarchy.Container, roo
 		spec.Resources.PidsLimit = r.PidsLimit
 	}
 	return spec
+}
+
+// recordedGrace returns the stop grace periods of a cell's containers as
+// recorded when they were created; a pruned cell has no desired spec left.
+func recordedGrace(rec *Record) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for id, cr := range rec.Containers {
+		if cr == nil || len(cr.Spec) == 0 {
+			continue
+		}
+		var spec v1beta1.Container
+		if json.Unmarshal(cr.Spec, &spec) == nil && spec.StopGracePeriodSeconds != nil {
+			out[id] = time.Duration(*spec.StopGracePeriodSeconds) * time.Second
+		}
+	}
+	return out
 }
