@@ -43,6 +43,7 @@ type reconcileFlags struct {
 	workers           int
 	listen            string
 	debounce          time.Duration
+	groupShims        bool
 }
 
 func (f *reconcileFlags) register(fs *flag.FlagSet) {
@@ -64,6 +65,7 @@ func (f *reconcileFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.verbosity, "v", 0, "log verbosity `N` (1: every action and unchanged objects, 2: diffs, 4: loop tracing)")
 	fs.IntVar(&f.workers, "workers", 4, "how many sibling objects are converged at once")
 	fs.StringVar(&f.listen, "listen", "", "daemon: serve /healthz, /readyz and /metrics on `ADDR` (off by default)")
+	fs.BoolVar(&f.groupShims, "group-shims", true, "run all containers of a cell under one containerd shim (faster starts, fewer processes)")
 	fs.DurationVar(&f.debounce, "debounce", 200*time.Millisecond, "daemon: quiet period after a manifest change before converging")
 }
 
@@ -123,6 +125,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		Address:       f.containerdAddress,
 		StateDir:      f.stateDir,
 		ImageArchives: f.imageArchives,
+		GroupShims:    f.groupShims,
 	})
 	defer client.Close()
 
