@@ -243,6 +243,12 @@ func (e *Executor) applyCgroup(ch *Change, path string, res *v1beta1.Resources, 
 }
 
 func (e *Executor) applyDelete(ctx context.Context, ch *Change) error {
+	if ch.Record == nil && ch.Cell != nil {
+		e.record(ch) // an adopted autoDelete cell that completed
+		e.mu.Lock()
+		ch.Record = e.inv.Objects[ch.Key]
+		e.mu.Unlock()
+	}
 	rec := ch.Record
 	if ch.Level == LevelCell {
 		if err := e.deleteContainers(ctx, rec.Namespace, ch.Containers, recordedGrace(rec)); err != nil {
@@ -251,6 +257,14 @@ func (e *Executor) applyDelete(ctx context.Context, ch *Change) error {
 	}
 	if err := e.Cgroups.Remove(rec.Cgroup); err != nil {
 		return fmt.Errorf("remove cgroup %s: %w", rec.Cgroup, err)
+	}
+	if ch.Cell != nil {
+		// A desired autoDelete cell that completed: keep the record, marked.
+		e.mu.Lock()
+		rec.Completed = CellFingerprint(ch.Cell)
+		rec.Containers = nil
+		e.mu.Unlock()
+		return nil
 	}
 	if ch.Level == LevelRealm {
 		err := e.Runtime.DeleteNamespace(ctx, rec.Namespace)

@@ -457,3 +457,56 @@ func cellOf(st *Status, key string) ObjectStatus {
 	}
 	return ObjectStatus{}
 }
+
+func TestAutoDeleteRemovesACompletedCellUntilItsSpecChanges(t *testing.T) {
+	e := newEnv(t)
+	batch := `kind: Cell
+metadata: {name: batch}
+spec:
+  realmId: lab
+  spaceId: web
+  stackId: blog
+  autoDelete: true
+  containers:
+    - {id: job, image: docker.io/library/busybox:latest, command: /bin/true}
+`
+	e.write("realm.yaml", labRealm)
+	e.write("batch.yaml", batch)
+	e.pass()
+	e.rt.Exit("lab.kukeon.io", "web_blog_batch_job", 0)
+	golden(t, "autodelete-completed", render(e.plan()))
+	pr := e.pass()
+	if st := cellOf(pr.Status, "Cell lab/web/blog/batch"); st.State != StateCompleted {
+		t.Fatalf("cell state %s, want %s", st.State, StateCompleted)
+	}
+	if cs, _ := e.rt.ListContainers(context.Background(), "lab.kukeon.io"); len(cs) != 0 {
+		t.Fatalf("containers left after autoDelete: %v", cs)
+	}
+	e.assertConverged()
+
+	e.write("batch.yaml", strings.Replace(batch, "/bin/true", "/bin/false", 1))
+	p := e.plan()
+	if ch := p.Changes[len(p.Changes)-1]; ch.Key != "Cell lab/web/blog/batch" || ch.Action == ActionUnchanged {
+		t.Fatalf("a changed spec does not run the completed cell again:\n%s", render(p))
+	}
+}
+
+func TestAutoDeleteKeepsACellWhoseJobFailed(t *testing.T) {
+	e := newEnv(t)
+	e.write("realm.yaml", labRealm)
+	e.write("batch.yaml", `kind: Cell
+metadata: {name: batch}
+spec:
+  realmId: lab
+  spaceId: web
+  stackId: blog
+  autoDelete: true
+  containers:
+    - {id: job, image: docker.io/library/busybox:latest, command: /bin/false}
+`)
+	e.pass()
+	e.rt.Exit("lab.kukeon.io", "web_blog_batch_job", 1)
+	if p := e.plan(); p.Disruptive() {
+		t.Fatalf("a failed job's cell is deleted:\n%s", render(p))
+	}
+}

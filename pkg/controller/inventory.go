@@ -36,6 +36,10 @@ type Record struct {
 	// Containers maps containerd IDs of a cell to the spec they were created
 	// from, so a recreate can say which fields changed.
 	Containers map[string]*ContainerRecord `json:"containers,omitempty"`
+	// Completed is set when an autoDelete cell ran to completion and was
+	// removed: the fingerprint of the spec that completed. The cell is not
+	// started again until its spec changes.
+	Completed string `json:"completed,omitempty"`
 }
 
 // ContainerRecord is what a container was created from.

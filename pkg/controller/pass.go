@@ -286,7 +286,7 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 			}
 		}
 	}
-	pr.Status = &Status{GeneratedAt: rc.now(), Objects: buildStatus(pr.Tree, final, pr.Outcomes, restarts)}
+	pr.Status = &Status{GeneratedAt: rc.now(), Objects: buildStatus(pr.Tree, final, pr.Outcomes, restarts, inv)}
 	for _, d := range pr.Diagnostics {
 		pr.Status.Diagnostics = append(pr.Status.Diagnostics, d.String())
 	}
@@ -334,7 +334,7 @@ func (rc *Reconciler) waitReady(ctx context.Context, o *Observer, pr *PassResult
 		if err != nil {
 			return nil, err
 		}
-		sts := buildStatus(pr.Tree, obs, pr.Outcomes, restarts)
+		sts := buildStatus(pr.Tree, obs, pr.Outcomes, restarts, inv)
 		pending := false
 		for _, s := range sts {
 			if s.State == StatePending || s.State == StateDegraded {

@@ -35,6 +35,24 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 		desiredIDs[dc.ContainerdID] = true
 	}
 
+	if c.AutoDelete && ch.Record != nil && ch.Record.Completed != "" && ch.Record.Completed == CellFingerprint(c) {
+		// Ran to completion and was removed: stays removed until its
+		// spec changes.
+		ch.Action = ActionUnchanged
+		ch.Reasons = []string{"completed"}
+		return ch, 0
+	}
+	if c.AutoDelete && completed(c, observed) {
+		ch.Action = ActionDeleted
+		ch.Reasons = []string{"completed (autoDelete)"}
+		ch.Steps = []Step{StepDeleteCgroup}
+		for _, id := range sortedKeys(observed) {
+			ch.Containers = append(ch.Containers, ContainerChange{ID: containerShortID(id), ContainerdID: id,
+				Root: observed[id].Labels[ctr.LabelContainerType] == "root", Action: ContainerDelete})
+		}
+		sortDeletes(ch.Containers)
+		return ch, 0
+	}
 	ch.Steps, ch.Reasons, ch.ResourceFiles = planCgroup(in, c.CgroupPath, c.Resources, c.NestedCgroupRuntime)
 
 	root, rootSeen := observed[c.Root.ContainerdID]
@@ -251,4 +269,35 @@ func compactJSON(b json.RawMessage) string {
 		return string(b)
 	}
 	return buf.String()
+}
+
+// CellFingerprint identifies a cell's spec: its containers' spec hashes.
+func CellFingerprint(c *hierarchy.Cell) string {
+	var b strings.Builder
+	for _, dc := range c.Containers {
+		b.WriteString(dc.ContainerdID)
+		b.WriteByte('=')
+		b.WriteString(dc.SpecHash)
+		b.WriteByte(';')
+	}
+	return b.String()
+}
+
+// completed reports whether every workload of the cell exited cleanly
+// (code 0) from the spec that is desired now, with the root still running:
+// what kukeon calls an Exited cell, the trigger of autoDelete. A policy that
+// restarts clean exits (always) never completes.
+func completed(c *hierarchy.Cell, observed map[string]ctr.Container) bool {
+	root, ok := observed[c.Root.ContainerdID]
+	if !ok || root.Task.Status != ctr.TaskRunning || len(c.Containers) < 2 {
+		return false
+	}
+	for _, dc := range c.Containers[1:] {
+		oc, ok := observed[dc.ContainerdID]
+		if !ok || oc.Labels[ctr.LabelSpecHash] != dc.SpecHash || oc.Task.Status != ctr.TaskStopped ||
+			oc.Task.ExitCode != 0 || dc.Spec.RestartPolicy == v1beta1.RestartAlways {
+			return false
+		}
+	}
+	return true
 }

@@ -22,6 +22,9 @@ const (
 	StateDegraded = "Degraded"
 	StateFailed   = "Failed"
 	StateBlocked  = "Blocked"
+	// StateCompleted is an autoDelete cell whose workloads exited cleanly
+	// and that was removed.
+	StateCompleted = "Completed"
 )
 
 // Container states.
@@ -138,7 +141,7 @@ func restartsFrom(prev *Status) map[string]RestartState {
 
 // buildStatus derives every object's status from the final observation and
 // the outcomes of the pass.
-func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restarts map[string]RestartState) []ObjectStatus {
+func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restarts map[string]RestartState, inv *Inventory) []ObjectStatus {
 	byKey := map[string]Outcome{}
 	for _, o := range outcomes {
 		if o.Change != nil {
@@ -184,7 +187,14 @@ func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restar
 			for _, sk := range s.Stacks {
 				out = append(out, level(v1beta1.KindStack, sk.Key(), sk.Meta, "", false))
 				for _, c := range sk.Cells {
-					out = append(out, cellStatus(level(v1beta1.KindCell, c.Key(), c.Meta, c.Namespace, c.NestedCgroupRuntime), c, obs, restarts))
+					st := level(v1beta1.KindCell, c.Key(), c.Meta, c.Namespace, c.NestedCgroupRuntime)
+					if rec := inv.Objects[c.Key()]; c.AutoDelete && rec != nil && rec.Completed != "" && rec.Completed == CellFingerprint(c) {
+						st.State, st.Reason, st.Message = StateCompleted, "AutoDeleted", "workloads exited cleanly; the cell was removed (autoDelete) and stays removed until its spec changes"
+						st.Controllers = []string{}
+						out = append(out, st)
+						continue
+					}
+					out = append(out, cellStatus(st, c, obs, restarts))
 				}
 			}
 		}
