@@ -178,7 +178,8 @@ func dryRunCode(pr *controller.PassResult) int {
 func newLogger(w io.Writer, format string, v int, once bool) logr.Logger {
 	level := slog.Level(-v)
 	if once && v == 0 {
-		level = slog.LevelWarn
+		// --once reports everything in its output; logs are for -v.
+		level = slog.LevelError + 4
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler

@@ -37,6 +37,10 @@ type Reconciler struct {
 	Cgroups Cgroups
 	Loader  *manifest.Loader
 	Opts    Options
+
+	// loggedDiags is the manifest diagnostics last logged, so that a
+	// daemon logs a bad manifest once, not on every resync.
+	loggedDiags string
 }
 
 // PassResult is what one pass found and did.
@@ -186,9 +190,19 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	var failed map[string]bool
 	pr.Load, pr.Tree, pr.Diagnostics, failed = rc.Desired()
 	if scope.Only == nil {
+		var b strings.Builder
 		for _, d := range pr.Diagnostics {
-			if d.Severity == manifest.SeverityError {
-				log.Error(nil, "manifest error", "position", d.Position.String(), "object", d.Object, "field", d.Field, "message", d.Message)
+			b.WriteString(d.String())
+			b.WriteByte('\n')
+		}
+		if b.String() != rc.loggedDiags {
+			rc.loggedDiags = b.String()
+			for _, d := range pr.Diagnostics {
+				if d.Severity == manifest.SeverityError {
+					log.Error(nil, "manifest error", "position", d.Position.String(), "object", d.Object, "field", d.Field, "message", d.Message)
+				} else {
+					log.Info("manifest warning", "position", d.Position.String(), "object", d.Object, "field", d.Field, "message", d.Message)
+				}
 			}
 		}
 	}
