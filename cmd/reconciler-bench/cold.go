@@ -65,9 +65,11 @@ func (e *env) coldConverge(ctx context.Context, n, runs int, podmanNotes []strin
 			realm := fmt.Sprintf("cold-n%d-r%d-%s", n, r, shortName(w.name))
 			e.logf("%s run %d/%d: %s", sc.Name, r+1, runs, w.name)
 			took, err := w.run(realm)
+			t := time.Now()
 			if terr := e.teardownCold(ctx, w.name, realm, n); terr != nil && err == nil {
 				err = terr
 			}
+			e.logf("%s took %s, teardown %s", w.name, took.Round(time.Millisecond), time.Since(t).Round(time.Millisecond))
 			if err != nil {
 				sc.fail(fmt.Errorf("%s: %w", w.name, err))
 				return sc

@@ -102,8 +102,16 @@ func newEnv(ctx context.Context, cfg *config) (e *env, err error) {
 
 func (e *env) logf(format string, args ...any) {
 	if e.log != nil {
-		fmt.Fprintf(e.log, "bench: "+format+"\n", args...)
+		logTo(e.log, format, args...)
 	}
+}
+
+// processStart is when the program started, for the elapsed time in
+// progress lines.
+var processStart = time.Now()
+
+func logTo(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, "bench %6.1fs: "+format+"\n", append([]any{time.Since(processStart).Seconds()}, args...)...)
 }
 
 // path returns a path inside the work dir.

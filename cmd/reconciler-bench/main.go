@@ -75,7 +75,7 @@ var fullProfile = profile{
 	coldCells: []int{10, 50}, coldRuns: []int{5, 3},
 	noopCells: []int{50, 200}, noopRuns: 5,
 	latencyRuns: 5, footprintWindow: 60 * time.Second,
-	plannerFiles: 1000, plannerPerFile: 10, plannerRuns: 5,
+	plannerFiles: 1000, plannerPerFile: 10, plannerRuns: 3,
 }
 
 func (p *profile) coldNames() []string {
@@ -197,7 +197,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // selected name (failed ones carry their error).
 func measure(ctx context.Context, cfg *config, p *profile, want func(string) bool, host *Host) []Scenario {
 	var out []Scenario
-	logf := func(format string, args ...any) { fmt.Fprintf(cfg.log, "bench: "+format+"\n", args...) }
+	logf := func(format string, args ...any) { logTo(cfg.log, format, args...) }
 	if want("planner") {
 		dir, err := os.MkdirTemp("", "rbench-plan-")
 		if err != nil {

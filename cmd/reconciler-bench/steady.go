@@ -21,6 +21,9 @@ const steadyRealm = "steady"
 // started again between sizes; it adopts the running cells.
 func (e *env) steady(ctx context.Context, p *profile, want func(string) bool) []Scenario {
 	var out []Scenario
+	if len(p.steadyNames(want)) == 0 {
+		return nil
+	}
 	s, err := e.newSite("steady", steadyRealm)
 	if err != nil {
 		return failAll(p.steadyNames(want), err)
@@ -193,20 +196,24 @@ func (e *env) footprint(ctx context.Context, s *site, n int, window time.Duratio
 	d.settle(ctx, 2*time.Second, time.Minute)
 	e.logf("sampling the idle daemon and containerd for %s", window)
 	var rd, rc, cd, cc []float64
-	prevD, err := sampleProc(d.pid())
+	firstD, err := sampleProc(d.pid())
 	if err != nil {
 		return fail(err)
 	}
-	prevC, err := sampleProc(e.ctd.PID)
+	firstC, err := sampleProc(e.ctd.PID)
 	if err != nil {
 		return fail(err)
 	}
-	firstD, firstC := prevD, prevC
-	for range int(window / time.Second) {
+	// RSS is read every second; CPU time (10 ms resolution) over six equal
+	// slices of the window, so an idle slice is not all zeros.
+	seconds := int(window / time.Second)
+	slice := max(seconds/cpuSlices, 1)
+	lastD, lastC, prevD, prevC := firstD, firstC, firstD, firstC
+	for k := 1; k <= seconds; k++ {
 		select {
 		case <-ctx.Done():
 			return fail(ctx.Err())
-		case <-time.After(time.Second):
+		case <-time.After(time.Until(firstD.At.Add(time.Duration(k) * time.Second))):
 		}
 		sd, err := sampleProc(d.pid())
 		if err != nil {
@@ -217,9 +224,12 @@ func (e *env) footprint(ctx context.Context, s *site, n int, window time.Duratio
 			return fail(err)
 		}
 		rd, rc = append(rd, float64(sd.RSSKiB)/1024), append(rc, float64(sc.RSSKiB)/1024)
-		cd = append(cd, cpuPercent(prevD, sd))
-		cc = append(cc, cpuPercent(prevC, sc))
-		prevD, prevC = sd, sc
+		if k%slice == 0 {
+			cd = append(cd, cpuPercent(prevD, sd))
+			cc = append(cc, cpuPercent(prevC, sc))
+			prevD, prevC = sd, sc
+		}
+		lastD, lastC = sd, sc
 	}
 	if len(rd) == 0 {
 		return fail(errors.New("window shorter than one sample"))
@@ -231,16 +241,21 @@ func (e *env) footprint(ctx context.Context, s *site, n int, window time.Duratio
 	rss.setRatios()
 	cpu.setRatios()
 	cpu.Counters = map[string]float64{
-		"daemonCPUSeconds":     round((prevD.CPU - firstD.CPU).Seconds()),
-		"containerdCPUSeconds": round((prevC.CPU - firstC.CPU).Seconds()),
-		"windowSeconds":        window.Seconds(),
+		"daemonCPUSeconds":      round((lastD.CPU - firstD.CPU).Seconds()),
+		"containerdCPUSeconds":  round((lastC.CPU - firstC.CPU).Seconds()),
+		"daemonMeanPercent":     round(cpuPercent(firstD, lastD)),
+		"containerdMeanPercent": round(cpuPercent(firstC, lastC)),
+		"windowSeconds":         window.Seconds(),
 	}
 	for _, sc := range []*Scenario{&rss, &cpu} {
 		sc.note("one sample per second over %s of idle (default --resync 30s) after the daemon adopted %d running cells; containerd (the private daemon, without its shims) sampled in the same window", window, n)
 	}
-	cpu.note("per-second CPU (user+system, 10 ms resolution) as %% of one core")
+	cpu.note("CPU (user+system, 10 ms resolution) as %% of one core over %d equal slices of the window; the mean over the whole window is in the counters", cpuSlices)
 	return []Scenario{rss, cpu}
 }
+
+// cpuSlices is how many parts the footprint window's CPU is measured in.
+const cpuSlices = 6
 
 func cpuPercent(a, b procSample) float64 {
 	dt := b.At.Sub(a.At)
