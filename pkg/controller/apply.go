@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-logr/logr"
-
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/ctr"
 	"github.com/kukeon/reconciler/pkg/hierarchy"
@@ -112,7 +110,6 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) []Outc
 					fmu.Unlock()
 					return
 				}
-				logr.FromContextOrDiscard(ctx).V(1).Info(string(ch.Action), "object", ch.Key)
 			}()
 		}
 		wg.Wait()
