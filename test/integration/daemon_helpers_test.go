@@ -155,6 +155,24 @@ func (d *daemon) firstPass() []logLine {
 	return first
 }
 
+// waitAction waits until the runner has logged, after mark, each action
+// line of want ("msg object detail container", as actionLines gives them),
+// in any order and among others. The runner logs a pass's actions after it
+// has written status.json, so a test that saw the containers or the status
+// change waits for the lines before it takes its next mark.
+func (d *daemon) waitAction(mark int, want ...string) {
+	d.t.Helper()
+	waitFor(d.t, "logged "+strings.Join(want, "; "), deadline, func() (bool, string) {
+		got := actionLines(d.since(mark))
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				return false, "logged so far:\n" + strings.Join(got, "\n")
+			}
+		}
+		return true, ""
+	})
+}
+
 func (d *daemon) running() bool {
 	select {
 	case <-d.done:
@@ -280,7 +298,13 @@ func actionLines(ls []logLine) []string {
 			continue
 		}
 		if l.isAction() || l.msg() == "restarted container" {
-			out = append(out, strings.TrimSpace(l.msg()+" "+l.str("object")+" "+l.str("detail")+" "+l.str("container")))
+			var parts []string
+			for _, p := range []string{l.msg(), l.str("object"), l.str("detail"), l.str("container")} {
+				if p != "" {
+					parts = append(parts, p)
+				}
+			}
+			out = append(out, strings.Join(parts, " "))
 		}
 	}
 	return out
