@@ -241,7 +241,7 @@ func (r *Results) rows() []row {
 				rw.baseline = name
 				rw.figure = fmtStats(s.Baselines[name])
 				if ratio, ok := s.Ratios[name]; ok {
-					rw.ratio = fmt.Sprintf("%.2f", ratio)
+					rw.ratio = fmtRatio(ratio)
 				}
 			}
 			out = append(out, rw)
@@ -259,6 +259,15 @@ func fmtStats(s Stats) string {
 		return fmtNum(s.Median)
 	}
 	return fmt.Sprintf("%s [%s–%s]", fmtNum(s.Median), fmtNum(s.Min), fmtNum(s.Max))
+}
+
+// fmtRatio shows three significant digits, so a ratio just over a target
+// (0.503 against 0.5) does not print as the target itself.
+func fmtRatio(x float64) string {
+	if math.Abs(x) >= 100 {
+		return fmt.Sprintf("%.0f", x)
+	}
+	return fmt.Sprintf("%.3g", x)
 }
 
 func fmtNum(x float64) string {
