@@ -27,7 +27,12 @@ type Observed struct {
 	// Restarts carries restart bookkeeping from the previous status, by
 	// "<namespace>/<containerdID>".
 	Restarts map[string]RestartState
+
+	byCell     map[cellRef][]ctr.Container
+	byCellOnce sync.Once
 }
+
+type cellRef struct{ ns, space, stack, cell string }
 
 // CgroupState is an observed level cgroup.
 type CgroupState struct {
@@ -70,15 +75,19 @@ func RestartDelay(base time.Duration, count int) time.Duration {
 }
 
 // ContainersOfCell returns our containers of a cell in ns.
+// The index is built once, on first use; Containers must not change after.
 func (o *Observed) ContainersOfCell(ns, space, stack, cellID string) []ctr.Container {
-	var out []ctr.Container
-	for _, c := range o.Containers[ns] {
-		l := c.Labels
-		if l[ctr.LabelSpace] == space && l[ctr.LabelStack] == stack && l[ctr.LabelCell] == cellID {
-			out = append(out, c)
+	o.byCellOnce.Do(func() {
+		o.byCell = map[cellRef][]ctr.Container{}
+		for ns, cs := range o.Containers {
+			for _, c := range cs {
+				l := c.Labels
+				k := cellRef{ns, l[ctr.LabelSpace], l[ctr.LabelStack], l[ctr.LabelCell]}
+				o.byCell[k] = append(o.byCell[k], c)
+			}
 		}
-	}
-	return out
+	})
+	return o.byCell[cellRef{ns, space, stack, cellID}]
 }
 
 // Observer reads the host.
