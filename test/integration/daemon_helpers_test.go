@@ -98,7 +98,6 @@ func (h *daemonHost) startDaemon() *daemon {
 		"--namespace-suffix", h.suffix,
 		"--listen", "127.0.0.1:0", "--log-format", "json", "-v", "1",
 	}
-	args = append(args, strings.Fields(os.Getenv("DIT_EXTRA"))...) // SCRATCH
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Pdeathsig ends the daemon if the test binary dies without cleanups;
