@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,10 @@ type Inventory struct {
 	Version int `json:"version"`
 	// Objects are keyed by object key ("Cell lab/web/blog/frontend").
 	Objects map[string]*Record `json:"objects"`
+
+	// saved is the content last read or written, so that Save skips
+	// writing (and fsyncing) an unchanged inventory.
+	saved []byte
 }
 
 // Record is one inventory entry.
@@ -71,6 +76,7 @@ func LoadInventory(path string) (*Inventory, error) {
 	if inv.Objects == nil {
 		inv.Objects = map[string]*Record{}
 	}
+	inv.saved = b
 	return inv, nil
 }
 
@@ -80,7 +86,15 @@ func (inv *Inventory) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	b = append(b, '\n')
+	if bytes.Equal(b, inv.saved) {
+		return nil
+	}
+	if err := writeFileAtomic(path, b); err != nil {
+		return err
+	}
+	inv.saved = b
+	return nil
 }
 
 // Keys returns the object keys, sorted.
