@@ -213,7 +213,7 @@ spec:
 		})
 		cs := containerStatus(h.tryStatus(), "keep", "s")
 		if cs.LastExitCode == nil || *cs.LastExitCode != 137 {
-			t.Errorf("lastExitCode %v, want 137 (SIGKILL)", ptrString(cs.LastExitCode))
+			t.Errorf("lastExitCode %s, want 137 (SIGKILL)", ptrString(cs.LastExitCode))
 		}
 		equalExcept(t, before, pick(h.tasks(h.ns), keep...), s)
 		d.waitAction(mark, "restarted container "+hierarchy.CellKey("lab", "web", "blog", "keep")+" s")
@@ -232,15 +232,19 @@ spec:
 				fmt.Sprintf("cell %s, boom %s restartCount %d", c.State, cs.State, cs.RestartCount)
 		})
 		h.waitResync()
-		cs := containerStatus(h.tryStatus(), "crash", "boom")
+		st := h.tryStatus()
+		c, cs := cellStatus(st, "crash"), containerStatus(st, "crash", "boom")
+		if c == nil || cs == nil {
+			t.Fatalf("crash/boom gone from status after a resync")
+		}
+		if c.State != controller.StateFailed {
+			t.Errorf("cell crash is %s after a resync, want Failed", c.State)
+		}
 		if cs.ExitCode == nil || *cs.ExitCode != 3 {
 			t.Errorf("exitCode %s, want 3", ptrString(cs.ExitCode))
 		}
 		if cs.RestartCount != 2 {
 			t.Errorf("restartCount %d, want 2", cs.RestartCount)
-		}
-		if c := cellStatus(h.tryStatus(), "crash"); c.State != controller.StateFailed {
-			t.Errorf("cell crash is %s after a resync, want Failed", c.State)
 		}
 	})
 
