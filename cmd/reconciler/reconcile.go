@@ -55,7 +55,7 @@ func (f *reconcileFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.imageArchives, "image-archives", "", "`DIR` of OCI or docker image archives imported instead of pulling (air-gapped hosts)")
 	fs.StringVar(&f.namespaceSuffix, "namespace-suffix", "kukeon.io", "suffix `S` of a realm's default containerd namespace <realm>.<S>")
 	fs.DurationVar(&f.resync, "resync", 30*time.Second, "daemon: full relist and converge every `DURATION`")
-	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "--once: how long to wait for containers to run")
+	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "--once: how long to wait for containers to run (the daemon never waits)")
 	fs.BoolVar(&f.prune, "prune", true, "delete recorded objects that are no longer declared")
 	fs.BoolVar(&f.allowEmpty, "allow-empty", false, "let an empty manifest set prune everything")
 	fs.BoolVar(&f.once, "once", false, "run one pass, wait for readiness and exit (0 converged, 1 failed)")
@@ -144,6 +144,9 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		},
 	}
 	if !f.once {
+		// The daemon never waits for readiness inside a pass: exits come
+		// back as events and are handled by their own reconciles.
+		rc.Opts.Timeout = 0
 		return runDaemon(ctx, rc, &f, stdout, stderr)
 	}
 	if f.dryRun {

@@ -233,3 +233,79 @@ func dedupe(ss []string) []string {
 	}
 	return out
 }
+
+// Refresh returns a copy of obs in which the containers of the namespaces
+// and the cgroups that plan changed are read again; everything else is
+// reused. It is the cheap "after" view of a pass that does not wait.
+func (o *Observer) Refresh(ctx context.Context, obs *Observed, plan *Plan, tree *hierarchy.Tree, inv *Inventory) (*Observed, error) {
+	out := &Observed{
+		Available:  obs.Available,
+		Namespaces: obs.Namespaces,
+		Containers: map[string][]ctr.Container{},
+		Cgroups:    map[string]CgroupState{},
+		Restarts:   obs.Restarts,
+	}
+	for ns, cs := range obs.Containers {
+		out.Containers[ns] = cs
+	}
+	for g, st := range obs.Cgroups {
+		out.Cgroups[g] = st
+	}
+	nss := map[string]bool{}
+	for _, ch := range plan.Changes {
+		if ch.Action == ActionUnchanged {
+			continue
+		}
+		if ch.Level == LevelRealm || ch.Action == ActionDeleted {
+			// Namespaces may have come or gone: read everything again.
+			fresh, err := o.Observe(ctx, tree, inv)
+			if err == nil {
+				fresh.Restarts = obs.Restarts
+			}
+			return fresh, err
+		}
+		ns := ""
+		if ch.Cell != nil {
+			ns = ch.Cell.Namespace
+		}
+		if len(ch.Containers) > 0 && ns != "" {
+			nss[ns] = true
+		}
+		if len(ch.Steps) > 0 {
+			path := cgroupOf(&ch)
+			files := []string{"cgroup.subtree_control"}
+			for f := range obs.Cgroups[path].Files {
+				files = append(files, f)
+			}
+			st, err := o.readCgroup(path, files)
+			if err != nil {
+				return nil, err
+			}
+			out.Cgroups[path] = st
+		}
+	}
+	for ns := range nss {
+		cs, err := o.Runtime.ListContainers(ctx, ns)
+		if err != nil {
+			return nil, fmt.Errorf("list containers in %s: %w", ns, err)
+		}
+		out.Containers[ns] = cs
+	}
+	return out, nil
+}
+
+func cgroupOf(ch *Change) string {
+	switch {
+	case ch.Cell != nil:
+		return ch.Cell.CgroupPath
+	case ch.Stack != nil:
+		return ch.Stack.CgroupPath
+	case ch.Space != nil:
+		return ch.Space.CgroupPath
+	case ch.Realm != nil:
+		return ch.Realm.CgroupPath
+	case ch.Record != nil:
+		return ch.Record.Cgroup
+	}
+	return ""
+}

@@ -281,12 +281,17 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	}
 
 	final := obs
-	if pr.Plan.HasChanges() {
+	switch {
+	case !pr.Plan.HasChanges():
+	case rc.Opts.Timeout > 0:
 		final, err = rc.waitReady(ctx, observer, pr, inv, restarts)
-		if err != nil {
-			pr.Err = err
-			final = obs
-		}
+	default:
+		// No wait: re-read only what the pass changed.
+		final, err = observer.Refresh(ctx, obs, pr.Plan, pr.Tree, inv)
+	}
+	if err != nil {
+		pr.Err = err
+		final = obs
 	}
 	// A container that has been running for RestartResetAfter starts its
 	// backoff afresh.
