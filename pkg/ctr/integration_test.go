@@ -2,6 +2,8 @@ package ctr_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -17,12 +19,21 @@ import (
 	"github.com/kukeon/reconciler/pkg/testenv"
 )
 
+// nsSuffix makes this run's namespaces unique. Hazard: runc keeps task
+// state under /run/containerd/runc/<namespace>/<id>, shared by every
+// containerd on the machine, so fixed names collide with a concurrent run.
+var nsSuffix = func() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "it" + hex.EncodeToString(b) + ".kukeon.io"
+}()
+
 func TestRuntimeContractIntegration(t *testing.T) {
 	e := newEnv(t, ctr.Config{})
 	n := 0
 	ctrtest.RunRuntimeContract(t, func(t *testing.T) (ctrtest.Runtime, string, string) {
 		n++
-		ns := fmt.Sprintf("contract-%d.kukeon.io", n)
+		ns := fmt.Sprintf("contract-%d.%s", n, nsSuffix)
 		e.deleteNamespace(t, ns)
 		return e.client, ns, busybox
 	}, ctrtest.Hooks{
@@ -49,7 +60,7 @@ func TestCgroupContractIntegration(t *testing.T) {
 func TestCell(t *testing.T) {
 	e := newEnv(t, ctr.Config{})
 	ctx := context.Background()
-	ns := "lab.kukeon.io"
+	ns := "lab." + nsSuffix
 	e.deleteNamespace(t, ns)
 	if err := e.client.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
@@ -227,7 +238,7 @@ func TestContainerdRestart(t *testing.T) {
 	e := newEnv(t, ctr.Config{DialTimeout: 2 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ns := "restart.kukeon.io"
+	ns := "restart." + nsSuffix
 	e.deleteNamespace(t, ns)
 	events := e.client.Events(ctx)
 	if err := e.client.EnsureNamespace(ctx, ns); err != nil {
@@ -289,7 +300,7 @@ func TestContainerdRestart(t *testing.T) {
 func TestEnsureImageConcurrent(t *testing.T) {
 	e := newEnv(t, ctr.Config{})
 	ctx := context.Background()
-	ns := "images.kukeon.io"
+	ns := "images." + nsSuffix
 	e.deleteNamespace(t, ns)
 	if err := e.client.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)

@@ -3,8 +3,6 @@ package integration
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,19 +47,11 @@ var actions = []string{"created", "updated", "recreated", "deleted"}
 // IDs fail with "container with given ID already exists".
 type daemonHost struct {
 	*host
-	suffix string
-	ns     string
 }
 
 func newDaemonHost(t *testing.T) *daemonHost {
 	t.Helper()
-	h := newHost(t)
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	suffix := "it" + hex.EncodeToString(b) + ".kukeon.io"
-	return &daemonHost{host: h, suffix: suffix, ns: "lab." + suffix}
+	return &daemonHost{host: newHost(t)}
 }
 
 // daemon is one reconciler daemon run as a subprocess of the test, logging

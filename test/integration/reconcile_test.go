@@ -7,6 +7,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -59,6 +61,12 @@ type host struct {
 	cgroupRoot string
 	mount      string
 	client     *ctr.Client
+	// suffix is this test's --namespace-suffix, so the realm lab lives in
+	// lab.<suffix>. Hazard: runc keeps task state under
+	// /run/containerd/runc/<namespace>/<id>, shared by every containerd on
+	// the machine; a fixed namespace would collide with a concurrent run.
+	suffix string
+	ns     string
 }
 
 func newHost(t *testing.T) *host {
@@ -67,6 +75,11 @@ func newHost(t *testing.T) *host {
 	// can only be removed after containerd and its containers are gone.
 	cgroupRoot := testenv.CgroupRoot(t)
 	ctd := testenv.Start(t)
+	rnd := make([]byte, 4)
+	if _, err := rand.Read(rnd); err != nil {
+		t.Fatal(err)
+	}
+	suffix := "it" + hex.EncodeToString(rnd) + ".kukeon.io"
 	h := &host{
 		t:          t,
 		ctd:        ctd,
@@ -74,6 +87,8 @@ func newHost(t *testing.T) *host {
 		state:      t.TempDir(),
 		archives:   t.TempDir(),
 		cgroupRoot: cgroupRoot,
+		suffix:     suffix,
+		ns:         "lab." + suffix,
 	}
 	mount, err := testenv.UnifiedMount()
 	if err != nil {
@@ -141,7 +156,7 @@ func (h *host) run(args ...string) (string, int) {
 	h.t.Helper()
 	full := append(args, "--manifests", h.manifests, "--containerd-address", h.ctd.Address,
 		"--state-dir", h.state, "--image-archives", h.archives, "--cgroup-root", h.cgroupRoot,
-		"--timeout", "60s")
+		"--namespace-suffix", h.suffix, "--timeout", "60s")
 	cmd := exec.Command(binary, full...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -241,8 +256,6 @@ func equalExcept(t *testing.T, before, after map[string]string, except ...string
 	}
 }
 
-const ns = "lab.kukeon.io"
-
 // TestLabConverges walks the main life of a host: converge examples/lab,
 // stay idempotent, recreate only what changed, relabel in place, prune a
 // removed cell, and never touch a foreign container.
@@ -268,8 +281,8 @@ func TestLabConverges(t *testing.T) {
 			t.Errorf("cgroup %s missing", g)
 		}
 	}
-	h.addForeign(ns, "web_blog_frontend_foreign")
-	converged := h.tasks(ns)
+	h.addForeign(h.ns, "web_blog_frontend_foreign")
+	converged := h.tasks(h.ns)
 	if len(converged) != 5 {
 		t.Fatalf("got %d containers, want 5: %v", len(converged), converged)
 	}
@@ -277,7 +290,7 @@ func TestLabConverges(t *testing.T) {
 	t.Run("a second pass plans nothing and restarts nothing", func(t *testing.T) {
 		h.mustRun(0, "--once", "--dry-run")
 		h.mustRun(0, "--once")
-		equalExcept(t, converged, h.tasks(ns))
+		equalExcept(t, converged, h.tasks(h.ns))
 	})
 
 	t.Run("an env edit recreates that container only", func(t *testing.T) {
@@ -287,7 +300,7 @@ func TestLabConverges(t *testing.T) {
 			t.Errorf("dry run does not name the env change:\n%s", out)
 		}
 		h.mustRun(0, "--once")
-		after := h.tasks(ns)
+		after := h.tasks(h.ns)
 		equalExcept(t, converged, after, "web_blog_frontend_httpd")
 		if after["web_blog_frontend_httpd"] == converged["web_blog_frontend_httpd"] {
 			t.Error("httpd was not recreated")
@@ -299,8 +312,8 @@ func TestLabConverges(t *testing.T) {
 		h.edit("cells.yaml", "app: blog", "app: journal")
 		h.mustRun(2, "--once", "--dry-run")
 		h.mustRun(0, "--once")
-		equalExcept(t, converged, h.tasks(ns))
-		cs, _ := h.client.ListContainers(context.Background(), ns)
+		equalExcept(t, converged, h.tasks(h.ns))
+		cs, _ := h.client.ListContainers(context.Background(), h.ns)
 		for _, c := range cs {
 			if c.Labels[ctr.LabelCell] == "frontend" && c.Labels["app"] != "journal" {
 				t.Errorf("%s has app=%q, want journal", c.ID, c.Labels["app"])
@@ -320,7 +333,7 @@ func TestLabConverges(t *testing.T) {
 		h.writeFile("cells.yaml", docs[0])
 		h.mustRun(3, "--once", "--dry-run")
 		h.mustRun(0, "--once")
-		after := h.tasks(ns)
+		after := h.tasks(h.ns)
 		for id := range after {
 			if strings.HasPrefix(id, "web_blog_worker_") {
 				t.Errorf("pruned cell's container %s still exists", id)
@@ -330,7 +343,7 @@ func TestLabConverges(t *testing.T) {
 			t.Error("pruned cell's cgroup still exists")
 		}
 		equalExcept(t, converged, after, "web_blog_worker_root", "web_blog_worker_job")
-		if !h.foreignExists(ns, "web_blog_frontend_foreign") {
+		if !h.foreignExists(h.ns, "web_blog_frontend_foreign") {
 			t.Error("the foreign container was deleted")
 		}
 		h.mustRun(0, "--once", "--dry-run")
