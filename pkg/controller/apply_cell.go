@@ -209,4 +209,3 @@ func (e *Executor) ContainerSpec(c *hierarchy.Cell, dc *hierarchy.Container, roo
 	}
 	return spec
 }
-

@@ -342,4 +342,3 @@ func needsRecord(p *Plan, inv *Inventory) bool {
 	}
 	return false
 }
-
