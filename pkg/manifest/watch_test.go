@@ -16,9 +16,11 @@ import (
 // loaded machine and no timing is asserted: a step expects either one signal
 // (within signalWait) followed by quiet, or quiet.
 const (
-	testDebounce = 50 * time.Millisecond
+	// 120 ms: a step's fs operations must land within one debounce even on a
+	// machine busy with other suites, or one step would signal twice.
+	testDebounce = 120 * time.Millisecond
 	signalWait   = 2 * time.Second
-	quietWait    = 6 * testDebounce
+	quietWait    = 4 * testDebounce
 )
 
 // watchStep is one action on the file system and whether it must be
