@@ -69,10 +69,10 @@ var quickProfile = profile{
 	plannerFiles: 100, plannerPerFile: 10, plannerRuns: 2,
 }
 
-// fullProfile is the issue's: N = 10, 50 cold; 50, 200 no-op; 200 for
+// fullProfile is the issues': N = 10, 20, 50 cold; 50, 200 no-op; 200 for
 // change and crash; 50 for the footprint over 60 s; 10,000 cells planned.
 var fullProfile = profile{
-	coldCells: []int{10, 50}, coldRuns: []int{5, 3},
+	coldCells: []int{10, 20, 50}, coldRuns: []int{5, 3, 3},
 	noopCells: []int{50, 200}, noopRuns: 5,
 	latencyRuns: 5, footprintWindow: 60 * time.Second,
 	plannerFiles: 1000, plannerPerFile: 10, plannerRuns: 3,
