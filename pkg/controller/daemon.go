@@ -178,6 +178,9 @@ func (d *Daemon) runPass(ctx context.Context, keys map[string]bool) {
 			case o.Blocked != "":
 				log.Info("reconcile blocked", "object", ch.Key, "parent", o.Blocked)
 				d.q.AddRateLimited(ch.Key)
+			case ch.Action == ActionCreated && ch.Implied:
+				log.Info(string(ch.Action), "object", ch.Key, "implied", true)
+				d.q.Forget(ch.Key)
 			case ch.Action == ActionCreated:
 				log.Info(string(ch.Action), "object", ch.Key, "source", sourceOf(ch))
 				d.q.Forget(ch.Key)

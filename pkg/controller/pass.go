@@ -198,10 +198,18 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		if b.String() != rc.loggedDiags {
 			rc.loggedDiags = b.String()
 			for _, d := range pr.Diagnostics {
+				kv := []any{"position", d.Position.String()}
+				if d.Object != "" {
+					kv = append(kv, "object", d.Object)
+				}
+				if d.Field != "" {
+					kv = append(kv, "field", d.Field)
+				}
+				kv = append(kv, "message", d.Message)
 				if d.Severity == manifest.SeverityError {
-					log.Error(nil, "manifest error", "position", d.Position.String(), "object", d.Object, "field", d.Field, "message", d.Message)
+					log.Error(nil, "manifest error", kv...)
 				} else {
-					log.Info("manifest warning", "position", d.Position.String(), "object", d.Object, "field", d.Field, "message", d.Message)
+					log.Info("manifest warning", kv...)
 				}
 			}
 		}
