@@ -65,7 +65,7 @@ func (f *reconcileFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.verbosity, "v", 0, "log verbosity `N` (1: every action and unchanged objects, 2: diffs, 4: loop tracing)")
 	fs.IntVar(&f.workers, "workers", 4, "how many sibling objects are converged at once")
 	fs.StringVar(&f.listen, "listen", "", "daemon: serve /healthz, /readyz and /metrics on `ADDR` (off by default)")
-	fs.BoolVar(&f.groupShims, "group-shims", true, "run all containers of a cell under one containerd shim (faster starts, fewer processes)")
+	fs.BoolVar(&f.groupShims, "group-shims", false, "run all containers of a cell under one containerd shim (fewer processes; no faster in make bench)")
 	fs.DurationVar(&f.debounce, "debounce", 200*time.Millisecond, "daemon: quiet period after a manifest change before converging")
 }
 
