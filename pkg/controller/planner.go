@@ -194,22 +194,23 @@ func planStack(in PlanInput, st *hierarchy.Stack) Change {
 // planPrune deletes recorded objects that are no longer desired, bottom-up,
 // under the guards of SPEC §5.
 func planPrune(in PlanInput, p *Plan) []Change {
+	// empty: no manifest declares anything (implied parents do not count).
 	desired := map[string]bool{}
 	empty := true
 	for _, r := range in.Desired.Realms {
 		desired[r.Key()] = true
+		empty = empty && r.Implied
 		for _, s := range r.Spaces {
 			desired[s.Key()] = true
+			empty = empty && s.Implied
 			for _, st := range s.Stacks {
 				desired[st.Key()] = true
+				empty = empty && st.Implied
 				for _, c := range st.Cells {
 					desired[c.Key()] = true
 					empty = false
 				}
 			}
-		}
-		if !r.Implied {
-			empty = false
 		}
 	}
 	var candidates []string
@@ -236,7 +237,7 @@ func planPrune(in PlanInput, p *Plan) []Change {
 	}
 	for _, k := range candidates {
 		rec := in.Inventory.Objects[k]
-		if rec.Kind == v1beta1.SystemRealm || rec.Realm == v1beta1.SystemRealm {
+		if rec.Realm == v1beta1.SystemRealm {
 			keep[k] = true
 			continue
 		}
