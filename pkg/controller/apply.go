@@ -30,8 +30,9 @@ type Executor struct {
 	// created (so a crash leaves a record) and after each phase.
 	SaveInventory func(*Inventory) error
 
-	mu  sync.Mutex
-	inv *Inventory
+	mu     sync.Mutex
+	inv    *Inventory
+	images sync.Map // (namespace, image, policy) → *imageOnce
 }
 
 // Outcome is the result of one change.

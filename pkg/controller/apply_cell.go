@@ -66,16 +66,14 @@ func (e *Executor) applyContainers(ctx context.Context, ch *Change) error {
 		return err
 	}
 
-	// Images first, once per reference.
-	seen := map[string]bool{}
+	// Images first, once per reference and pass.
 	for _, cc := range ch.Containers {
 		dc := byID[cc.ContainerdID]
-		if dc == nil || (cc.Action != ContainerCreate && cc.Action != ContainerRecreate) || seen[dc.Spec.Image] {
+		if dc == nil || (cc.Action != ContainerCreate && cc.Action != ContainerRecreate) {
 			continue
 		}
-		seen[dc.Spec.Image] = true
-		if err := e.Runtime.EnsureImage(ctx, c.Namespace, dc.Spec.Image, dc.Spec.ImagePullPolicy, e.Credentials[c.Namespace]); err != nil {
-			return fmt.Errorf("ensure image %s: %w", dc.Spec.Image, err)
+		if err := e.ensureImage(ctx, c.Namespace, dc.Spec.Image, dc.Spec.ImagePullPolicy); err != nil {
+			return err
 		}
 	}
 
@@ -208,4 +206,24 @@ func (e *Executor) ContainerSpec(c *hierarchy.Cell, dc *hierarchy.Container, roo
 		spec.Resources.PidsLimit = r.PidsLimit
 	}
 	return spec
+}
+
+// ensureImage makes sure ref is in ns, once per (namespace, image, policy)
+// and pass: sibling cells on the same image share one check.
+func (e *Executor) ensureImage(ctx context.Context, ns, ref, policy string) error {
+	key := ns + "\x00" + ref + "\x00" + policy
+	v, _ := e.images.LoadOrStore(key, &imageOnce{})
+	once := v.(*imageOnce)
+	once.Do(func() {
+		once.err = e.Runtime.EnsureImage(ctx, ns, ref, policy, e.Credentials[ns])
+		if once.err != nil {
+			once.err = fmt.Errorf("ensure image %s: %w", ref, once.err)
+		}
+	})
+	return once.err
+}
+
+type imageOnce struct {
+	sync.Once
+	err error
 }
