@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kukeon/reconciler/pkg/controller"
+)
+
+func passWith(changes ...controller.Change) *controller.PassResult {
+	return &controller.PassResult{Plan: &controller.Plan{Changes: changes}, Duration: 12 * time.Millisecond}
+}
+
+func TestDryRunExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		pr   *controller.PassResult
+		want int
+	}{
+		{"an in-sync host exits 0", passWith(controller.Change{Key: "Realm lab", Action: controller.ActionUnchanged}), 0},
+		{"a create exits 2", passWith(controller.Change{Key: "Realm lab", Action: controller.ActionCreated}), 2},
+		{"a label update exits 2", passWith(controller.Change{Key: "Cell a/b/c/d", Action: controller.ActionUpdated,
+			Containers: []controller.ContainerChange{{ID: "web", Action: controller.ContainerRelabel}}}), 2},
+		{"a container recreate inside an update exits 3", passWith(controller.Change{Key: "Cell a/b/c/d", Action: controller.ActionUpdated,
+			Containers: []controller.ContainerChange{{ID: "web", Action: controller.ContainerRecreate}}}), 3},
+		{"a prune exits 3", passWith(controller.Change{Key: "Cell a/b/c/d", Action: controller.ActionDeleted}), 3},
+		{"an error exits 1", &controller.PassResult{Err: errors.New("containerd unavailable")}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := dryRunCode(tt.pr); got != tt.want {
+				t.Errorf("dryRunCode = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPrintResult(t *testing.T) {
+	pr := passWith(
+		controller.Change{Key: "Realm lab", Action: controller.ActionUnchanged},
+		controller.Change{Key: "Cell lab/web/blog/frontend", Action: controller.ActionUpdated,
+			Containers: []controller.ContainerChange{{ID: "sidecar", Action: controller.ContainerRecreate, Fields: []string{"env"}}}},
+	)
+	t.Run("text lists changed objects then a summary", func(t *testing.T) {
+		var b bytes.Buffer
+		printResult(&b, pr, &reconcileFlags{output: "text"}, true)
+		want := "Cell lab/web/blog/frontend would be updated: container sidecar recreated (env)\n" +
+			"0 created, 1 updated, 0 recreated, 0 deleted, 1 unchanged in 12ms (dry run: nothing changed)\n"
+		if diff := cmp.Diff(want, b.String()); diff != "" {
+			t.Errorf("output (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("-v also lists unchanged objects", func(t *testing.T) {
+		var b bytes.Buffer
+		printResult(&b, pr, &reconcileFlags{output: "text", verbosity: 1}, false)
+		if !strings.HasPrefix(b.String(), "Realm lab unchanged\n") {
+			t.Errorf("output does not start with the unchanged realm:\n%s", b.String())
+		}
+	})
+	t.Run("json carries the changes, counts and exit code", func(t *testing.T) {
+		var b bytes.Buffer
+		printResult(&b, pr, &reconcileFlags{output: "json"}, true)
+		var got jsonResult
+		if err := json.Unmarshal(b.Bytes(), &got); err != nil {
+			t.Fatalf("not JSON: %v\n%s", err, b.String())
+		}
+		if got.ExitCode != 3 || got.Counts["updated"] != 1 || len(got.Changes) != 2 || !got.DryRun {
+			t.Errorf("json result = %+v", got)
+		}
+	})
+}
