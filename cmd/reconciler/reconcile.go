@@ -167,7 +167,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // dryRunCode maps a plan to the exit code of --once --dry-run.
 func dryRunCode(pr *controller.PassResult) int {
 	switch {
-	case pr.Err != nil:
+	case pr.Err != nil, pr.Plan.Refused():
 		return 1
 	case pr.Plan.Disruptive():
 		return 3

@@ -67,48 +67,48 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) []Outc
 	}
 
 	for _, ph := range phases {
-		// Record intent before anything is created in this phase.
+		// Children of a failed or blocked parent are not attempted, and not
+		// recorded: their records must keep describing what exists.
+		var run []int
 		for _, i := range ph.idx {
 			ch := &plan.Changes[i]
-			if ch.Action != ActionDeleted {
+			outcomes[i].Change = ch
+			if reason, blocked := failed[ch.Parent]; blocked && ch.Parent != "" {
+				outcomes[i].Blocked = ch.Parent
+				failed[ch.Key] = "blocked by " + ch.Parent + ": " + reason
+				continue
+			}
+			if ch.Refused == "" && ch.Action != ActionDeleted {
+				// Record intent before anything is created.
 				e.record(ch)
 			}
+			run = append(run, i)
 		}
 		e.save()
 		sem := make(chan struct{}, max(e.Workers, 1))
 		var wg sync.WaitGroup
 		var fmu sync.Mutex
-		for _, i := range ph.idx {
+		for _, i := range run {
 			ch := &plan.Changes[i]
-			outcomes[i].Change = ch
-			fmu.Lock()
-			parentFailed, blocked := failed[ch.Parent]
-			fmu.Unlock()
-			if blocked && ch.Parent != "" {
-				outcomes[i].Blocked = ch.Parent
-				fmu.Lock()
-				failed[ch.Key] = "blocked by " + ch.Parent + ": " + parentFailed
-				fmu.Unlock()
-				continue
-			}
 			if ch.Action == ActionUnchanged {
 				continue
 			}
 			if ctx.Err() != nil {
 				outcomes[i].Err = ctx.Err()
+				fmu.Lock()
+				failed[ch.Key] = ctx.Err().Error()
+				fmu.Unlock()
 				continue
 			}
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				err := e.applyChange(ctx, ch)
-				if err != nil {
+				if err := e.applyChange(ctx, ch); err != nil {
 					outcomes[i].Err = err
 					fmu.Lock()
 					failed[ch.Key] = err.Error()
 					fmu.Unlock()
-					return
 				}
 			}()
 		}
@@ -191,6 +191,9 @@ func (e *Executor) recordContainer(cellKey string, dc *hierarchy.Container) {
 }
 
 func (e *Executor) applyChange(ctx context.Context, ch *Change) error {
+	if ch.Refused != "" {
+		return errors.New(ch.Refused)
+	}
 	if ch.Action == ActionDeleted {
 		return e.applyDelete(ctx, ch)
 	}

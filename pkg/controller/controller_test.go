@@ -510,3 +510,28 @@ spec:
 		t.Fatalf("a failed job's cell is deleted:\n%s", render(p))
 	}
 }
+
+func TestRefusesToMoveARealmToAnotherNamespace(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.pass()
+	e.write("realm.yaml", strings.Replace(labRealm, "metadata: {name: lab}\nspec:\n", "metadata: {name: lab}\nspec:\n  namespace: elsewhere\n", 1))
+	pr := e.rc.Pass(context.Background())
+	if pr.OK() {
+		t.Fatal("a namespace change passed")
+	}
+	got := map[string]string{}
+	for _, o := range pr.Status.Objects {
+		got[o.Key] = o.State
+	}
+	if got["Realm lab"] != StateFailed || got["Cell lab/web/blog/frontend"] != StateBlocked {
+		t.Fatalf("states = %v, want the realm Failed and its cells Blocked", got)
+	}
+	inv, _ := LoadInventory(e.rc.inventoryPath())
+	if ns := inv.Objects["Cell lab/web/blog/frontend"].Namespace; ns != "lab.kukeon.io" {
+		t.Fatalf("the blocked cell's record moved to namespace %q", ns)
+	}
+	if cs, _ := e.rt.ListContainers(context.Background(), "lab.kukeon.io"); len(cs) != 5 {
+		t.Fatalf("%d containers left in the old namespace, want all 5 untouched", len(cs))
+	}
+}

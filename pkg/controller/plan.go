@@ -68,6 +68,9 @@ type Change struct {
 	// RootPID is the PID of the running root task of a cell whose root is
 	// kept; new workloads join its namespaces.
 	RootPID uint32 `json:"-"`
+	// Refused says why a desired change cannot be made (a breaking change
+	// the operator must resolve); applying it fails and blocks children.
+	Refused string `json:"refused,omitempty"`
 }
 
 // Step is one level operation.
@@ -149,9 +152,22 @@ func (p *Plan) Disruptive() bool {
 	return false
 }
 
+// Refused reports whether any change is refused.
+func (p *Plan) Refused() bool {
+	for _, ch := range p.Changes {
+		if ch.Refused != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // Describe renders the change as the rest of the sentence after its key,
 // e.g. "updated: container sidecar recreated (env)".
 func (c *Change) Describe() string {
+	if c.Refused != "" {
+		return "refused: " + c.Refused
+	}
 	out := string(c.Action)
 	if c.Implied {
 		out += " (implied)"

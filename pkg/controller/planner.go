@@ -160,6 +160,15 @@ func levelAction(steps []Step, recorded, present bool) Action {
 func planRealm(in PlanInput, r *hierarchy.Realm) Change {
 	ch := Change{Level: LevelRealm, Kind: v1beta1.KindRealm, Key: r.Key(), Realm: r, Implied: r.Implied}
 	ch.Record = in.Inventory.Objects[ch.Key]
+	if rec := ch.Record; rec != nil && rec.Namespace != "" && rec.Namespace != r.Namespace {
+		// Containers cannot move between containerd namespaces; kukeon
+		// calls this a breaking change too. Refuse rather than orphan the
+		// old namespace's containers.
+		ch.Action = ActionUpdated
+		ch.Refused = fmt.Sprintf("containerd namespace changed from %s to %s: remove the realm's manifests and converge (the realm is pruned), then add them back",
+			rec.Namespace, r.Namespace)
+		return ch
+	}
 	nsExists := in.Observed.Namespaces[r.Namespace]
 	if !nsExists {
 		ch.Steps = append(ch.Steps, StepEnsureNamespace)
