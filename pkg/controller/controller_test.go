@@ -535,3 +535,25 @@ func TestRefusesToMoveARealmToAnotherNamespace(t *testing.T) {
 		t.Fatalf("%d containers left in the old namespace, want all 5 untouched", len(cs))
 	}
 }
+
+func TestChangingACellIDReplacesItsContainers(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.pass()
+	e.write("worker.yaml", strings.Replace(workerCell, "metadata: {name: worker}\nspec:\n", "metadata: {name: worker}\nspec:\n  id: wk\n", 1))
+	if p := e.plan(); !p.Disruptive() {
+		t.Fatalf("a cell id change is not a recreate:\n%s", render(p))
+	}
+	e.pass()
+	cs, _ := e.rt.ListContainers(context.Background(), "lab.kukeon.io")
+	var ids []string
+	for _, c := range cs {
+		if c.Labels["kukeon.io/cell"] != "frontend" {
+			ids = append(ids, c.ID)
+		}
+	}
+	if diff := cmp.Diff([]string{"web_blog_wk_job", "web_blog_wk_root"}, ids); diff != "" {
+		t.Errorf("worker containers (-want +got):\n%s", diff)
+	}
+	e.assertConverged()
+}

@@ -30,6 +30,13 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 	for _, oc := range in.Observed.ContainersOfCell(c.Namespace, c.Space, c.Stack, c.ID) {
 		observed[oc.ID] = oc
 	}
+	if rec := ch.Record; rec != nil && rec.CellID != "" && rec.CellID != c.ID {
+		// spec.id changed: the containers under the old id are this cell's
+		// too, and go (the new ids do not match them).
+		for _, oc := range in.Observed.ContainersOfCell(c.Namespace, c.Space, c.Stack, rec.CellID) {
+			observed[oc.ID] = oc
+		}
+	}
 	desiredIDs := map[string]bool{}
 	for _, dc := range c.Containers {
 		desiredIDs[dc.ContainerdID] = true
