@@ -309,3 +309,42 @@ func cgroupOf(ch *Change) string {
 	}
 	return ""
 }
+
+// RefreshCells returns a copy of obs with the containers of the cells'
+// namespaces and the cells' cgroups read again; everything else is reused.
+func (o *Observer) RefreshCells(ctx context.Context, obs *Observed, cells []*hierarchy.Cell) (*Observed, error) {
+	out := &Observed{
+		Available:  obs.Available,
+		Namespaces: obs.Namespaces,
+		Containers: make(map[string][]ctr.Container, len(obs.Containers)),
+		Cgroups:    make(map[string]CgroupState, len(obs.Cgroups)),
+		Restarts:   obs.Restarts,
+	}
+	for ns, cs := range obs.Containers {
+		out.Containers[ns] = cs
+	}
+	for g, st := range obs.Cgroups {
+		out.Cgroups[g] = st
+	}
+	listed := map[string]bool{}
+	for _, c := range cells {
+		if !listed[c.Namespace] && obs.Namespaces[c.Namespace] {
+			listed[c.Namespace] = true
+			cs, err := o.Runtime.ListContainers(ctx, c.Namespace)
+			if err != nil {
+				return nil, fmt.Errorf("list containers in %s: %w", c.Namespace, err)
+			}
+			out.Containers[c.Namespace] = cs
+		}
+		files := []string{"cgroup.subtree_control"}
+		for _, f := range v1beta1.CgroupFiles(c.Resources) {
+			files = append(files, f.File)
+		}
+		st, err := o.readCgroup(c.CgroupPath, files)
+		if err != nil {
+			return nil, err
+		}
+		out.Cgroups[c.CgroupPath] = st
+	}
+	return out, nil
+}

@@ -41,6 +41,42 @@ type Reconciler struct {
 	// loggedDiags is the manifest diagnostics last logged, so that a
 	// daemon logs a bad manifest once, not on every resync.
 	loggedDiags string
+	// cache is what the last successful pass knew; event-driven passes of
+	// cells reuse it (see passCache).
+	cache *passCache
+}
+
+// passCache is what a daemon's event-driven pass of some cells reuses from
+// the pass before it: the desired tree (manifests change only through full
+// passes, which the watcher triggers), the inventory and the restart
+// bookkeeping (this process is their only writer), and the last
+// observation, of which only the scoped cells' namespaces and cgroups are
+// read again. Every full pass rebuilds it from the manifests and the host.
+type passCache struct {
+	load     *manifest.Result
+	tree     *hierarchy.Tree
+	diags    []manifest.Diagnostic
+	failed   map[string]bool
+	inv      *Inventory
+	restarts map[string]RestartState
+	obs      *Observed
+}
+
+// scopedCells returns the cells of keys when every key is a cell of tree.
+func scopedCells(tree *hierarchy.Tree, keys map[string]bool) ([]*hierarchy.Cell, bool) {
+	byKey := map[string]*hierarchy.Cell{}
+	for _, c := range tree.Cells() {
+		byKey[c.Key()] = c
+	}
+	var out []*hierarchy.Cell
+	for k := range keys {
+		c, ok := byKey[k]
+		if !ok {
+			return nil, false
+		}
+		out = append(out, c)
+	}
+	return out, true
 }
 
 // PassResult is what one pass found and did.
@@ -187,45 +223,46 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	log := logr.FromContextOrDiscard(ctx)
 	pr := &PassResult{StartedAt: rc.now()}
 	defer func() { pr.Duration = rc.now().Sub(pr.StartedAt) }()
-	var failed map[string]bool
-	pr.Load, pr.Tree, pr.Diagnostics, failed = rc.Desired()
-	if scope.Only == nil {
-		var b strings.Builder
-		for _, d := range pr.Diagnostics {
-			b.WriteString(d.String())
-			b.WriteByte('\n')
-		}
-		if b.String() != rc.loggedDiags {
-			rc.loggedDiags = b.String()
-			for _, d := range pr.Diagnostics {
-				kv := []any{"position", d.Position.String()}
-				if d.Object != "" {
-					kv = append(kv, "object", d.Object)
-				}
-				if d.Field != "" {
-					kv = append(kv, "field", d.Field)
-				}
-				kv = append(kv, "message", d.Message)
-				if d.Severity == manifest.SeverityError {
-					log.Error(nil, "manifest error", kv...)
-				} else {
-					log.Info("manifest warning", kv...)
-				}
-			}
-		}
-	}
-	inv, err := LoadInventory(rc.inventoryPath())
-	if err != nil {
-		pr.Err = err
-		return pr
-	}
-	prev, _ := LoadStatus(rc.statusPath())
-	restarts := restartsFrom(prev)
+	var (
+		failed   map[string]bool
+		inv      *Inventory
+		restarts map[string]RestartState
+		obs      *Observed
+		err      error
+	)
 	observer := &Observer{Runtime: rc.Runtime, Cgroups: rc.Cgroups, Workers: rc.workers()}
-	obs, err := observer.Observe(ctx, pr.Tree, inv)
-	if err != nil {
-		pr.Err = err
-		return pr
+	cache := rc.cache
+	rc.cache = nil // rebuilt at the end of a pass that succeeds
+	var cells []*hierarchy.Cell
+	fast := false
+	if scope.Only != nil && cache != nil {
+		cells, fast = scopedCells(cache.tree, scope.Only)
+	}
+	if fast {
+		pr.Load, pr.Tree, pr.Diagnostics, failed = cache.load, cache.tree, cache.diags, cache.failed
+		inv, restarts = cache.inv, cache.restarts
+		obs, err = observer.RefreshCells(ctx, cache.obs, cells)
+		if err != nil {
+			pr.Err = err
+			return pr
+		}
+	} else {
+		pr.Load, pr.Tree, pr.Diagnostics, failed = rc.Desired()
+		if scope.Only == nil {
+			rc.logDiagnostics(log, pr.Diagnostics)
+		}
+		inv, err = LoadInventory(rc.inventoryPath())
+		if err != nil {
+			pr.Err = err
+			return pr
+		}
+		prev, _ := LoadStatus(rc.statusPath())
+		restarts = restartsFrom(prev)
+		obs, err = observer.Observe(ctx, pr.Tree, inv)
+		if err != nil {
+			pr.Err = err
+			return pr
+		}
 	}
 	obs.Restarts = restarts
 	pr.Plan = ComputePlan(PlanInput{
@@ -323,7 +360,40 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	if err := pr.Status.Save(rc.statusPath()); err != nil && pr.Err == nil {
 		pr.Err = err
 	}
+	if pr.Err == nil {
+		rc.cache = &passCache{load: pr.Load, tree: pr.Tree, diags: pr.Diagnostics, failed: failed,
+			inv: inv, restarts: restarts, obs: final}
+	}
 	return pr
+}
+
+// logDiagnostics logs manifest diagnostics when they differ from the ones
+// logged last.
+func (rc *Reconciler) logDiagnostics(log logr.Logger, diags []manifest.Diagnostic) {
+	var b strings.Builder
+	for _, d := range diags {
+		b.WriteString(d.String())
+		b.WriteByte('\n')
+	}
+	if b.String() == rc.loggedDiags {
+		return
+	}
+	rc.loggedDiags = b.String()
+	for _, d := range diags {
+		kv := []any{"position", d.Position.String()}
+		if d.Object != "" {
+			kv = append(kv, "object", d.Object)
+		}
+		if d.Field != "" {
+			kv = append(kv, "field", d.Field)
+		}
+		kv = append(kv, "message", d.Message)
+		if d.Severity == manifest.SeverityError {
+			log.Error(nil, "manifest error", kv...)
+		} else {
+			log.Info("manifest warning", kv...)
+		}
+	}
 }
 
 // Restart records one restart performed by a pass.
