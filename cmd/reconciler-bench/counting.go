@@ -97,6 +97,11 @@ func (r countingRuntime) ListContainers(ctx context.Context, ns string) ([]ctr.C
 	return r.inner.ListContainers(ctx, ns)
 }
 
+func (r countingRuntime) ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]ctr.Container, error) {
+	r.calls.add("ListCellContainers")
+	return r.inner.ListCellContainers(ctx, ns, space, stack, cellID)
+}
+
 func (r countingRuntime) UpdateLabels(ctx context.Context, ns, id string, labels map[string]string) error {
 	r.calls.add("UpdateLabels")
 	return r.inner.UpdateLabels(ctx, ns, id, labels)

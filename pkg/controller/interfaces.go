@@ -25,6 +25,9 @@ type Runtime interface {
 	StopContainer(ctx context.Context, ns, id string, grace time.Duration) error
 	DeleteContainer(ctx context.Context, ns, id string, grace time.Duration) error
 	ListContainers(ctx context.Context, ns string) ([]ctr.Container, error)
+	// ListCellContainers is ListContainers for one cell's labels, cheaper
+	// than a whole namespace: event-driven reconciles use it.
+	ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]ctr.Container, error)
 	UpdateLabels(ctx context.Context, ns, id string, labels map[string]string) error
 }
 

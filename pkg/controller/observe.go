@@ -326,15 +326,20 @@ func (o *Observer) RefreshCells(ctx context.Context, obs *Observed, cells []*hie
 	for g, st := range obs.Cgroups {
 		out.Cgroups[g] = st
 	}
-	listed := map[string]bool{}
 	for _, c := range cells {
-		if !listed[c.Namespace] && obs.Namespaces[c.Namespace] {
-			listed[c.Namespace] = true
-			cs, err := o.Runtime.ListContainers(ctx, c.Namespace)
+		if obs.Namespaces[c.Namespace] {
+			fresh, err := o.Runtime.ListCellContainers(ctx, c.Namespace, c.Space, c.Stack, c.ID)
 			if err != nil {
-				return nil, fmt.Errorf("list containers in %s: %w", c.Namespace, err)
+				return nil, fmt.Errorf("list containers of %s: %w", c.Key(), err)
 			}
-			out.Containers[c.Namespace] = cs
+			var keep []ctr.Container
+			for _, oc := range out.Containers[c.Namespace] {
+				l := oc.Labels
+				if l[ctr.LabelSpace] != c.Space || l[ctr.LabelStack] != c.Stack || l[ctr.LabelCell] != c.ID {
+					keep = append(keep, oc)
+				}
+			}
+			out.Containers[c.Namespace] = append(keep, fresh...)
 		}
 		files := []string{"cgroup.subtree_control"}
 		for _, f := range v1beta1.CgroupFiles(c.Resources) {

@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 )
 
 // load returns our container id in ns, or an error matching ErrNotFound
@@ -222,6 +223,42 @@ func (c *Client) ListContainers(ctx context.Context, ns string) ([]Container, er
 	for _, t := range resp.Tasks {
 		tasks[t.ID] = t
 	}
+	return withTasks(list, tasks), nil
+}
+
+// ListCellContainers is ListContainers narrowed to the containers of one
+// cell (by its space, stack and cell id labels). It asks only those
+// containers' shims for their task, where ListContainers asks every shim of
+// the namespace: the cheap read behind an event-driven reconcile.
+func (c *Client) ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]Container, error) {
+	cc, err := c.conn()
+	if err != nil {
+		return nil, err
+	}
+	nctx := nsCtx(ctx, ns)
+	filter := fmt.Sprintf("labels.%q==%s,labels.%q==%s,labels.%q==%s,labels.%q==%s",
+		LabelManagedBy, ManagedByValue, LabelSpace, space, LabelStack, stack, LabelCell, cellID)
+	list, err := cc.ContainerService().List(nctx, filter)
+	if err != nil {
+		return nil, c.fail(cc, "list containers of cell "+cellID+" in "+ns, err)
+	}
+	tasks := make(map[string]*tasktypes.Process, len(list))
+	for _, info := range list {
+		resp, err := cc.TaskService().Get(nctx, &tasksapi.GetRequest{ContainerID: info.ID})
+		err = errgrpc.ToNative(err) // the raw service speaks gRPC statuses
+		switch {
+		case errdefs.IsNotFound(err):
+		case err != nil:
+			return nil, c.fail(cc, "task "+info.ID, err)
+		default:
+			tasks[info.ID] = resp.Process
+		}
+	}
+	return withTasks(list, tasks), nil
+}
+
+// withTasks joins container records with their tasks, sorted by ID.
+func withTasks(list []containers.Container, tasks map[string]*tasktypes.Process) []Container {
 	out := make([]Container, 0, len(list))
 	for _, info := range list {
 		ct := Container{ID: info.ID, Labels: info.Labels, Image: info.Image, CreatedAt: info.CreatedAt}
@@ -237,7 +274,7 @@ func (c *Client) ListContainers(ctx context.Context, ns string) ([]Container, er
 		out = append(out, ct)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out
 }
 
 func taskStatus(s tasktypes.Status) TaskStatus {

@@ -381,6 +381,22 @@ func (r *Runtime) ListContainers(_ context.Context, ns string) ([]ctr.Container,
 	return out, nil
 }
 
+// ListCellContainers is ListContainers narrowed to one cell's labels. See
+// ctr.Client.
+func (r *Runtime) ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]ctr.Container, error) {
+	all, err := r.ListContainers(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	var out []ctr.Container
+	for _, c := range all {
+		if c.Labels[ctr.LabelSpace] == space && c.Labels[ctr.LabelStack] == stack && c.Labels[ctr.LabelCell] == cellID {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
 // UpdateLabels sets labels on our container, keeping the others; the
 // managed-by label cannot change. See ctr.Client.
 func (r *Runtime) UpdateLabels(_ context.Context, ns, id string, labels map[string]string) error {

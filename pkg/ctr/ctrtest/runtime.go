@@ -207,6 +207,42 @@ func RunRuntimeContract(t *testing.T, newRT func(t *testing.T) (rt Runtime, ns s
 		}
 	})
 
+	t.Run("a cell's containers are listed by its labels, with their tasks", func(t *testing.T) {
+		rt, ns, image := newRT(t)
+		ctx := context.Background()
+		mustNamespace(t, rt, ns)
+		if err := rt.EnsureImage(ctx, ns, image, ctr.PullIfNotPresent, nil); err != nil {
+			t.Fatalf("EnsureImage: %v", err)
+		}
+		cell := func(c string) map[string]string {
+			return map[string]string{ctr.LabelSpace: "s", ctr.LabelStack: "t", ctr.LabelCell: c}
+		}
+		for _, c := range []struct{ id, cell string }{{"s_t_a_x", "a"}, {"s_t_a_y", "a"}, {"s_t_b_x", "b"}} {
+			if err := rt.CreateContainer(ctx, ns, spec(c.id, image, cell(c.cell))); err != nil {
+				t.Fatalf("CreateContainer(%s): %v", c.id, err)
+			}
+			t.Cleanup(func() { _ = rt.DeleteContainer(context.Background(), ns, c.id, 0) })
+		}
+		if _, err := rt.StartContainer(ctx, ns, "s_t_a_x"); err != nil {
+			t.Fatalf("StartContainer: %v", err)
+		}
+		got, err := rt.ListCellContainers(ctx, ns, "s", "t", "a")
+		if err != nil {
+			t.Fatalf("ListCellContainers: %v", err)
+		}
+		var ids []string
+		for _, c := range got {
+			ids = append(ids, c.ID+"="+string(c.Task.Status))
+		}
+		want := []string{"s_t_a_x=" + string(ctr.TaskRunning), "s_t_a_y=" + string(ctr.TaskNone)}
+		if diff := cmp.Diff(want, ids); diff != "" {
+			t.Errorf("cell a (-want +got):\n%s", diff)
+		}
+		if got, _ := rt.ListCellContainers(ctx, ns, "s", "t", "nope"); len(got) != 0 {
+			t.Errorf("a cell without containers lists %v", got)
+		}
+	})
+
 	t.Run("a container we did not create is never listed nor touched", func(t *testing.T) {
 		rt, ns, image := newRT(t)
 		ctx := context.Background()
