@@ -71,6 +71,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case "status":
 			return runStatus(ctx, args[1:], stdout, stderr)
 		case "version":
+			if len(args) > 1 && (args[1] == "--help" || args[1] == "-h" || args[1] == "-help") {
+				fmt.Fprint(stdout, "Usage: reconciler version\n\nPrints the version of this binary.\n")
+				return nil
+			}
 			fmt.Fprintf(stdout, "reconciler %s\n", version)
 			return nil
 		case "pause":
