@@ -479,6 +479,9 @@ spec:
 	if st := cellOf(pr.Status, "Cell lab/web/blog/batch"); st.State != StateCompleted {
 		t.Fatalf("cell state %s, want %s", st.State, StateCompleted)
 	}
+	if !pr.OK() {
+		t.Fatalf("a pass that completed an autoDelete cell is not OK: %v", pr.Errors())
+	}
 	if cs, _ := e.rt.ListContainers(context.Background(), "lab.kukeon.io"); len(cs) != 0 {
 		t.Fatalf("containers left after autoDelete: %v", cs)
 	}

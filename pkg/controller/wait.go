@@ -43,7 +43,7 @@ func (rc *Reconciler) waitReady(ctx context.Context, o *Observer, pr *PassResult
 func notReady(st *Status, stateDir string) []string {
 	var out []string
 	for _, o := range st.Objects {
-		if o.Kind != "Cell" || o.State == StateReady || o.State == StateBlocked {
+		if o.Kind != "Cell" || o.State == StateReady || o.State == StateBlocked || o.State == StateCompleted {
 			continue
 		}
 		for _, c := range o.Containers {
