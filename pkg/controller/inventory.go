@@ -107,17 +107,6 @@ func (inv *Inventory) Keys() []string {
 	return keys
 }
 
-// Clone returns a deep copy.
-func (inv *Inventory) Clone() *Inventory {
-	b, _ := json.Marshal(inv)
-	out := NewInventory()
-	_ = json.Unmarshal(b, out)
-	if out.Objects == nil {
-		out.Objects = map[string]*Record{}
-	}
-	return out
-}
-
 // writeFileAtomic writes data to path through a temp file in the same
 // directory, fsyncs it and renames it over path, so readers see either the
 // old or the new content, never a torn file.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -33,6 +34,19 @@ type Observed struct {
 }
 
 type cellRef struct{ ns, space, stack, cell string }
+
+// clone copies the maps that a refresh replaces entries of; the values (and
+// Available, Namespaces, Restarts) are shared, and the by-cell index is
+// rebuilt on first use.
+func (o *Observed) clone() *Observed {
+	return &Observed{
+		Available:  o.Available,
+		Namespaces: o.Namespaces,
+		Containers: maps.Clone(o.Containers),
+		Cgroups:    maps.Clone(o.Cgroups),
+		Restarts:   o.Restarts,
+	}
+}
 
 // CgroupState is an observed level cgroup.
 type CgroupState struct {
@@ -238,19 +252,7 @@ func dedupe(ss []string) []string {
 // and the cgroups that plan changed are read again; everything else is
 // reused. It is the cheap "after" view of a pass that does not wait.
 func (o *Observer) Refresh(ctx context.Context, obs *Observed, plan *Plan, tree *hierarchy.Tree, inv *Inventory) (*Observed, error) {
-	out := &Observed{
-		Available:  obs.Available,
-		Namespaces: obs.Namespaces,
-		Containers: map[string][]ctr.Container{},
-		Cgroups:    map[string]CgroupState{},
-		Restarts:   obs.Restarts,
-	}
-	for ns, cs := range obs.Containers {
-		out.Containers[ns] = cs
-	}
-	for g, st := range obs.Cgroups {
-		out.Cgroups[g] = st
-	}
+	out := obs.clone()
 	nss := map[string]bool{}
 	for _, ch := range plan.Changes {
 		if ch.Action == ActionUnchanged {
@@ -313,19 +315,7 @@ func cgroupOf(ch *Change) string {
 // RefreshCells returns a copy of obs with the containers of the cells'
 // namespaces and the cells' cgroups read again; everything else is reused.
 func (o *Observer) RefreshCells(ctx context.Context, obs *Observed, cells []*hierarchy.Cell) (*Observed, error) {
-	out := &Observed{
-		Available:  obs.Available,
-		Namespaces: obs.Namespaces,
-		Containers: make(map[string][]ctr.Container, len(obs.Containers)),
-		Cgroups:    make(map[string]CgroupState, len(obs.Cgroups)),
-		Restarts:   obs.Restarts,
-	}
-	for ns, cs := range obs.Containers {
-		out.Containers[ns] = cs
-	}
-	for g, st := range obs.Cgroups {
-		out.Cgroups[g] = st
-	}
+	out := obs.clone()
 	for _, c := range cells {
 		if obs.Namespaces[c.Namespace] {
 			fresh, err := o.Runtime.ListCellContainers(ctx, c.Namespace, c.Space, c.Stack, c.ID)

@@ -172,29 +172,68 @@ func (rc *Reconciler) Desired() (*manifest.Result, *hierarchy.Tree, []manifest.D
 // that --dry-run runs.
 func (rc *Reconciler) Plan(ctx context.Context) *PassResult {
 	pr := &PassResult{StartedAt: rc.now()}
-	defer func() { pr.Duration = rc.now().Sub(pr.StartedAt) }()
-	var failed map[string]bool
-	pr.Load, pr.Tree, pr.Diagnostics, failed = rc.Desired()
-	inv, err := LoadInventory(rc.inventoryPath())
-	if err != nil {
+	if _, err := rc.plan(ctx, pr, PassScope{}, nil); err != nil {
 		pr.Err = err
-		return pr
 	}
-	prev, err := LoadStatus(rc.statusPath())
-	if err != nil {
-		prev = nil // a torn or foreign status only loses restart counts
-	}
-	obs, err := (&Observer{Runtime: rc.Runtime, Cgroups: rc.Cgroups, Workers: rc.workers()}).Observe(ctx, pr.Tree, inv)
-	if err != nil {
-		pr.Err = err
-		return pr
-	}
-	obs.Restarts = restartsFrom(prev)
-	pr.Plan = ComputePlan(PlanInput{
-		Desired: pr.Tree, Observed: obs, Inventory: inv, FailedFiles: failed,
-		Prune: rc.Opts.Prune, AllowEmpty: rc.Opts.AllowEmpty,
-	})
+	pr.Duration = rc.now().Sub(pr.StartedAt)
 	return pr
+}
+
+// planned is what the planning half of a pass read, for the acting half.
+type planned struct {
+	failed   map[string]bool
+	inv      *Inventory
+	restarts map[string]RestartState
+	obs      *Observed
+	observer *Observer
+}
+
+// plan is the side-effect-free half of every pass: get the desired tree and
+// the inventory and restart bookkeeping — from cache for an event-driven
+// pass of cells (see passCache), else from the manifests and the state dir —
+// observe, and fill pr.Load, pr.Tree, pr.Diagnostics and pr.Plan (narrowed
+// to scope.Only when set). --dry-run runs exactly this.
+func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope, cache *passCache) (*planned, error) {
+	p := &planned{observer: &Observer{Runtime: rc.Runtime, Cgroups: rc.Cgroups, Workers: rc.workers()}}
+	var cells []*hierarchy.Cell
+	fast := false
+	if scope.Only != nil && cache != nil {
+		cells, fast = scopedCells(cache.tree, scope.Only)
+	}
+	var err error
+	if fast {
+		pr.Load, pr.Tree, pr.Diagnostics, p.failed = cache.load, cache.tree, cache.diags, cache.failed
+		p.inv, p.restarts = cache.inv, cache.restarts
+		if p.obs, err = p.observer.RefreshCells(ctx, cache.obs, cells); err != nil {
+			return nil, err
+		}
+	} else {
+		pr.Load, pr.Tree, pr.Diagnostics, p.failed = rc.Desired()
+		if p.inv, err = LoadInventory(rc.inventoryPath()); err != nil {
+			return nil, err
+		}
+		prev, _ := LoadStatus(rc.statusPath()) // a torn status only loses restart counts
+		p.restarts = restartsFrom(prev)
+		if p.obs, err = p.observer.Observe(ctx, pr.Tree, p.inv); err != nil {
+			return nil, err
+		}
+	}
+	p.obs.Restarts = p.restarts
+	pr.Plan = ComputePlan(PlanInput{
+		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv, FailedFiles: p.failed,
+		Prune: rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
+		Now: rc.now(), Backoff: scope.Backoff,
+	})
+	if scope.Only != nil {
+		scoped := &Plan{RequeueAfter: pr.Plan.RequeueAfter}
+		for _, ch := range pr.Plan.Changes {
+			if scope.Only[ch.Key] {
+				scoped.Changes = append(scoped.Changes, ch)
+			}
+		}
+		pr.Plan = scoped
+	}
+	return p, nil
 }
 
 func (rc *Reconciler) workers() int { return max(rc.Opts.Workers, 1) }
@@ -223,65 +262,21 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	log := logr.FromContextOrDiscard(ctx)
 	pr := &PassResult{StartedAt: rc.now()}
 	defer func() { pr.Duration = rc.now().Sub(pr.StartedAt) }()
-	var (
-		failed   map[string]bool
-		inv      *Inventory
-		restarts map[string]RestartState
-		obs      *Observed
-		err      error
-	)
-	observer := &Observer{Runtime: rc.Runtime, Cgroups: rc.Cgroups, Workers: rc.workers()}
 	cache := rc.cache
 	rc.cache = nil // rebuilt at the end of a pass that succeeds
-	var cells []*hierarchy.Cell
-	fast := false
-	if scope.Only != nil && cache != nil {
-		cells, fast = scopedCells(cache.tree, scope.Only)
+	p, err := rc.plan(ctx, pr, scope, cache)
+	if scope.Only == nil {
+		var warnings []string
+		if pr.Plan != nil {
+			warnings = pr.Plan.Warnings
+		}
+		rc.logDiagnostics(log, pr.Diagnostics, warnings)
 	}
-	if fast {
-		pr.Load, pr.Tree, pr.Diagnostics, failed = cache.load, cache.tree, cache.diags, cache.failed
-		inv, restarts = cache.inv, cache.restarts
-		obs, err = observer.RefreshCells(ctx, cache.obs, cells)
-		if err != nil {
-			pr.Err = err
-			return pr
-		}
-	} else {
-		pr.Load, pr.Tree, pr.Diagnostics, failed = rc.Desired()
-		if scope.Only == nil {
-			rc.logDiagnostics(log, pr.Diagnostics)
-		}
-		inv, err = LoadInventory(rc.inventoryPath())
-		if err != nil {
-			pr.Err = err
-			return pr
-		}
-		prev, _ := LoadStatus(rc.statusPath())
-		restarts = restartsFrom(prev)
-		obs, err = observer.Observe(ctx, pr.Tree, inv)
-		if err != nil {
-			pr.Err = err
-			return pr
-		}
+	if err != nil {
+		pr.Err = err
+		return pr
 	}
-	obs.Restarts = restarts
-	pr.Plan = ComputePlan(PlanInput{
-		Desired: pr.Tree, Observed: obs, Inventory: inv, FailedFiles: failed,
-		Prune: rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
-		Now: rc.now(), Backoff: scope.Backoff,
-	})
-	if scope.Only != nil {
-		scoped := &Plan{RequeueAfter: pr.Plan.RequeueAfter}
-		for _, ch := range pr.Plan.Changes {
-			if scope.Only[ch.Key] {
-				scoped.Changes = append(scoped.Changes, ch)
-			}
-		}
-		pr.Plan = scoped
-	}
-	for _, w := range pr.Plan.Warnings {
-		log.Info("prune refused", "reason", w)
-	}
+	failed, inv, restarts, obs, observer := p.failed, p.inv, p.restarts, p.obs, p.observer
 
 	creds := map[string][]ctr.Credential{}
 	for _, r := range pr.Tree.Realms {
@@ -367,12 +362,16 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	return pr
 }
 
-// logDiagnostics logs manifest diagnostics when they differ from the ones
-// logged last.
-func (rc *Reconciler) logDiagnostics(log logr.Logger, diags []manifest.Diagnostic) {
+// logDiagnostics logs manifest diagnostics and plan warnings when they
+// differ from the ones logged last: a daemon says it once, not every resync.
+func (rc *Reconciler) logDiagnostics(log logr.Logger, diags []manifest.Diagnostic, warnings []string) {
 	var b strings.Builder
 	for _, d := range diags {
 		b.WriteString(d.String())
+		b.WriteByte('\n')
+	}
+	for _, w := range warnings {
+		b.WriteString(w)
 		b.WriteByte('\n')
 	}
 	if b.String() == rc.loggedDiags {
@@ -393,6 +392,9 @@ func (rc *Reconciler) logDiagnostics(log logr.Logger, diags []manifest.Diagnosti
 		} else {
 			log.Info("manifest warning", kv...)
 		}
+	}
+	for _, w := range warnings {
+		log.Info("prune refused", "reason", w)
 	}
 }
 

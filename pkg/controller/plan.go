@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -188,7 +189,7 @@ func (c *Change) Describe() string {
 		}
 	}
 	for _, r := range c.Reasons {
-		if !containsString(parts, r) {
+		if !slices.Contains(parts, r) {
 			parts = append(parts, r)
 		}
 	}
@@ -212,15 +213,6 @@ func pastTense(a ContainerAction) string {
 		return "deleted"
 	}
 	return string(a)
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func sortedKeys[V any](m map[string]V) []string {

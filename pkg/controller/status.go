@@ -158,9 +158,8 @@ func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restar
 		if st.Controllers == nil {
 			st.Controllers = []string{}
 		}
-		st.MissingControllers = subtract(WantedControllers(m.Resources, nested, obs.Available), obs.Available)
-		if nested {
-			st.MissingControllers = nil
+		if !nested { // a nested runtime asks for what the host has, nothing more
+			st.MissingControllers = subtract(WantedControllers(m.Resources, false, obs.Available), obs.Available)
 		}
 		o := byKey[key]
 		switch {
@@ -278,13 +277,13 @@ func cellStatus(st ObjectStatus, c *hierarchy.Cell, obs *Observed, restarts map[
 	}
 	switch {
 	case len(failedMsgs) > 0:
-		st.State, st.Reason, st.Message = StateFailed, "ContainerFailed", joinMsgs(failedMsgs)
+		st.State, st.Reason, st.Message = StateFailed, "ContainerFailed", strings.Join(failedMsgs, "; ")
 	case running == expected:
 		st.State = StateReady
 	case running > 0 && slices.ContainsFunc(st.Containers, func(c ContainerStatus) bool { return c.Root && c.State == ContainerRunning }):
-		st.State, st.Reason, st.Message = StateDegraded, "ContainersDown", joinMsgs(downMsgs)
+		st.State, st.Reason, st.Message = StateDegraded, "ContainersDown", strings.Join(downMsgs, "; ")
 	default:
-		st.State, st.Reason, st.Message = StatePending, "ContainersNotRunning", joinMsgs(downMsgs)
+		st.State, st.Reason, st.Message = StatePending, "ContainersNotRunning", strings.Join(downMsgs, "; ")
 	}
 	return st
 }
@@ -299,15 +298,4 @@ func stateWords(cs ContainerStatus) string {
 		return "not started"
 	}
 	return cs.State
-}
-
-func joinMsgs(ms []string) string {
-	out := ""
-	for i, m := range ms {
-		if i > 0 {
-			out += "; "
-		}
-		out += m
-	}
-	return out
 }

@@ -202,9 +202,3 @@ func (m *Metrics) Handler() http.Handler {
 		MaxRequestsInFlight: 4,
 	})
 }
-
-// Registry returns the registry behind Handler, for a caller that adds its own collectors
-// (they must use the "reconciler_" prefix too) or gathers in tests.
-func (m *Metrics) Registry() *prometheus.Registry {
-	return m.registry
-}

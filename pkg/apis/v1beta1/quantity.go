@@ -116,16 +116,6 @@ func tooLarge(s string) error {
 	return fmt.Errorf("invalid quantity %q: too large (at most %d bytes)", s, int64(math.MaxInt64))
 }
 
-// MustParseQuantity is ParseQuantity for constants in tests and examples; it
-// panics on an invalid input.
-func MustParseQuantity(s string) Quantity {
-	q, err := ParseQuantity(s)
-	if err != nil {
-		panic(err)
-	}
-	return q
-}
-
 // String renders "max", or the value with the largest binary suffix that
 // divides it exactly ("512Mi"), or plain bytes. ParseQuantity(q.String())
 // gives q back.
