@@ -560,3 +560,56 @@ func TestChangingACellIDReplacesItsContainers(t *testing.T) {
 	}
 	e.assertConverged()
 }
+
+func TestPruneGuards(t *testing.T) {
+	empty := func(e *env) {
+		e.write("realm.yaml", "")
+		e.write("frontend.yaml", "")
+		e.write("worker.yaml", "")
+	}
+	tests := []struct {
+		name       string
+		opts       func(o *Options)
+		change     func(e *env)
+		wantPruned bool
+	}{
+		{"--allow-empty lets an empty directory prune everything", func(o *Options) { o.AllowEmpty = true }, empty, true},
+		{"--prune=false keeps a removed cell", func(o *Options) { o.Prune = false }, func(e *env) { e.write("worker.yaml", "") }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.lab()
+			e.pass()
+			tt.opts(&e.rc.Opts)
+			tt.change(e)
+			e.pass()
+			_, kept := e.rt.Spec("lab.kukeon.io", "web_blog_worker_job")
+			if kept == tt.wantPruned {
+				t.Errorf("worker kept = %v, want pruned = %v", kept, tt.wantPruned)
+			}
+			if ok, _ := e.cg.Exists("/kukeon/lab"); tt.wantPruned && ok {
+				t.Error("the realm cgroup survived a prune of everything")
+			}
+		})
+	}
+
+	t.Run("a recorded kuke-system object is never pruned", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		e.pass()
+		inv, err := LoadInventory(e.rc.inventoryPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		inv.Objects["Realm kuke-system"] = &Record{Kind: "Realm", Realm: "kuke-system", Namespace: "kuke-system.kukeon.io", Cgroup: "/kukeon/kuke-system"}
+		if err := inv.Save(e.rc.inventoryPath()); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range e.plan().Changes {
+			if ch.Key == "Realm kuke-system" {
+				t.Fatalf("plan touches kuke-system: %s %s", ch.Key, ch.Describe())
+			}
+		}
+	})
+}

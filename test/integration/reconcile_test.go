@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -373,5 +372,4 @@ spec:
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	_ = io.Discard
 }
