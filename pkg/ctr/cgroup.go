@@ -20,13 +20,19 @@ import (
 // /sys/fs/cgroup on a pure v2 host, /sys/fs/cgroup/unified on a hybrid one.
 // A v1-only host is an error: the reconciler needs the unified hierarchy.
 func DetectMountpoint() (string, error) {
-	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+	return detectMountpoint([]string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"})
+}
+
+// detectMountpoint returns the first candidate that is a cgroup2 mount.
+func detectMountpoint(candidates []string) (string, error) {
+	for _, p := range candidates {
 		var st unix.Statfs_t
 		if err := unix.Statfs(p, &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
 			return p, nil
 		}
 	}
-	return "", errors.New("no cgroup v2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified: the host is cgroup v1 only and the reconciler needs the unified hierarchy")
+	return "", fmt.Errorf("no cgroup v2 mount at %s: the host is cgroup v1 only and the reconciler needs the unified hierarchy",
+		strings.Join(candidates, " or "))
 }
 
 // Cgroups manages groups in one cgroup v2 mount. Group paths are absolute
