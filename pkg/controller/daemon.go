@@ -173,7 +173,7 @@ func (d *Daemon) runPass(ctx context.Context, keys map[string]bool) {
 			}
 			switch {
 			case o.Err != nil:
-				log.Error(o.Err, "reconcile failed", "object", ch.Key, "action", string(ch.Action), "source", sourceOf(ch))
+				log.Error(o.Err, "reconcile failed", "object", ch.Key, "action", string(ch.Action), "source", ch.source())
 				d.q.AddRateLimited(ch.Key)
 			case o.Blocked != "":
 				log.Info("reconcile blocked", "object", ch.Key, "parent", o.Blocked)
@@ -182,7 +182,7 @@ func (d *Daemon) runPass(ctx context.Context, keys map[string]bool) {
 				log.Info(string(ch.Action), "object", ch.Key, "implied", true)
 				d.q.Forget(ch.Key)
 			case ch.Action == ActionCreated:
-				log.Info(string(ch.Action), "object", ch.Key, "source", sourceOf(ch))
+				log.Info(string(ch.Action), "object", ch.Key, "source", ch.source())
 				d.q.Forget(ch.Key)
 			case ch.Action != ActionUnchanged:
 				log.Info(string(ch.Action), "object", ch.Key, "detail", ch.Describe())
@@ -202,20 +202,4 @@ func (d *Daemon) runPass(ctx context.Context, keys map[string]bool) {
 	if d.OnPass != nil {
 		d.OnPass(pr, full, d.q.Len())
 	}
-}
-
-func sourceOf(ch *Change) string {
-	switch {
-	case ch.Cell != nil:
-		return ch.Cell.Source.String()
-	case ch.Stack != nil:
-		return ch.Stack.Source.String()
-	case ch.Space != nil:
-		return ch.Space.Source.String()
-	case ch.Realm != nil:
-		return ch.Realm.Source.String()
-	case ch.Record != nil:
-		return ch.Record.Source
-	}
-	return ""
 }

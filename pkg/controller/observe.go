@@ -274,7 +274,7 @@ func (o *Observer) Refresh(ctx context.Context, obs *Observed, plan *Plan, tree 
 			nss[ns] = true
 		}
 		if len(ch.Steps) > 0 {
-			path := cgroupOf(&ch)
+			path := ch.cgroup()
 			files := []string{"cgroup.subtree_control"}
 			for f := range obs.Cgroups[path].Files {
 				files = append(files, f)
@@ -294,22 +294,6 @@ func (o *Observer) Refresh(ctx context.Context, obs *Observed, plan *Plan, tree 
 		out.Containers[ns] = cs
 	}
 	return out, nil
-}
-
-func cgroupOf(ch *Change) string {
-	switch {
-	case ch.Cell != nil:
-		return ch.Cell.CgroupPath
-	case ch.Stack != nil:
-		return ch.Stack.CgroupPath
-	case ch.Space != nil:
-		return ch.Space.CgroupPath
-	case ch.Realm != nil:
-		return ch.Realm.CgroupPath
-	case ch.Record != nil:
-		return ch.Record.Cgroup
-	}
-	return ""
 }
 
 // RefreshCells returns a copy of obs with the containers of the cells'

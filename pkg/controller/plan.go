@@ -153,6 +153,46 @@ func (p *Plan) Disruptive() bool {
 	return false
 }
 
+// meta is the desired object's common part; nil for a delete.
+func (c *Change) meta() *hierarchy.Meta {
+	switch {
+	case c.Cell != nil:
+		return &c.Cell.Meta
+	case c.Stack != nil:
+		return &c.Stack.Meta
+	case c.Space != nil:
+		return &c.Space.Meta
+	case c.Realm != nil:
+		return &c.Realm.Meta
+	}
+	return nil
+}
+
+// source is where the object is declared ("" when implied).
+func (c *Change) source() string {
+	if m := c.meta(); m != nil {
+		if m.Implied {
+			return ""
+		}
+		return m.Source.String()
+	}
+	if c.Record != nil {
+		return c.Record.Source
+	}
+	return ""
+}
+
+// cgroup is the object's group path.
+func (c *Change) cgroup() string {
+	if m := c.meta(); m != nil {
+		return m.CgroupPath
+	}
+	if c.Record != nil {
+		return c.Record.Cgroup
+	}
+	return ""
+}
+
 // Refused reports whether any change is refused.
 func (p *Plan) Refused() bool {
 	for _, ch := range p.Changes {
