@@ -167,7 +167,9 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // dryRunCode maps a plan to the exit code of --once --dry-run.
 func dryRunCode(pr *controller.PassResult) int {
 	switch {
-	case pr.Err != nil, pr.Plan.Refused():
+	case pr.PlanFailed():
+		// A broken manifest is an error, never "changes to make": a CI
+		// gate on the exit code must stop on it.
 		return 1
 	case pr.Plan.Disruptive():
 		return 3
@@ -268,10 +270,8 @@ func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryR
 		}
 		if dryRun {
 			jr.ExitCode = dryRunCode(pr)
-			jr.OK = pr.Err == nil
-			if pr.Err != nil {
-				jr.Errors = []string{pr.Err.Error()}
-			}
+			jr.OK = !pr.PlanFailed()
+			jr.Errors = pr.PlanErrors()
 		} else {
 			jr.OK = pr.OK()
 			jr.Errors = pr.Errors()

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kukeon/reconciler/pkg/controller"
+	"github.com/kukeon/reconciler/pkg/manifest"
 )
 
 func passWith(changes ...controller.Change) *controller.PassResult {
@@ -31,6 +32,19 @@ func TestDryRunExitCodes(t *testing.T) {
 			Containers: []controller.ContainerChange{{ID: "web", Action: controller.ContainerRecreate}}}), 3},
 		{"a prune exits 3", passWith(controller.Change{Key: "Cell a/b/c/d", Action: controller.ActionDeleted}), 3},
 		{"an error exits 1", &controller.PassResult{Err: errors.New("containerd unavailable")}, 1},
+		{"a manifest error exits 1 beside a create", func() *controller.PassResult {
+			pr := passWith(controller.Change{Key: "Cell a/b/c/good", Action: controller.ActionCreated})
+			pr.Diagnostics = []manifest.Diagnostic{{Severity: manifest.SeverityError, Message: "unsupported value"}}
+			return pr
+		}(), 1},
+		{"a manifest warning alone keeps exit 0", func() *controller.PassResult {
+			pr := passWith(controller.Change{Key: "Realm lab", Action: controller.ActionUnchanged})
+			pr.Diagnostics = []manifest.Diagnostic{{Severity: manifest.SeverityWarning, Message: "not implemented"}}
+			return pr
+		}(), 0},
+		{"a refused change exits 1 beside a prune", passWith(
+			controller.Change{Key: "Realm a", Action: controller.ActionUpdated, Refused: "namespace changed"},
+			controller.Change{Key: "Cell a/b/c/d", Action: controller.ActionDeleted}), 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -117,6 +117,42 @@ func (r *PassResult) OK() bool {
 	return true
 }
 
+// PlanFailed reports whether the planning half found an error: a pass-level
+// error, a manifest error or a refused change. --dry-run exits 1 on it
+// whatever else the plan holds.
+func (r *PassResult) PlanFailed() bool {
+	if r.Err != nil || (r.Plan != nil && r.Plan.Refused()) {
+		return true
+	}
+	for _, d := range r.Diagnostics {
+		if d.Severity == manifest.SeverityError {
+			return true
+		}
+	}
+	return false
+}
+
+// PlanErrors lists what makes PlanFailed true, as lines.
+func (r *PassResult) PlanErrors() []string {
+	var out []string
+	if r.Err != nil {
+		out = append(out, r.Err.Error())
+	}
+	for _, d := range r.Diagnostics {
+		if d.Severity == manifest.SeverityError {
+			out = append(out, d.String())
+		}
+	}
+	if r.Plan != nil {
+		for _, ch := range r.Plan.Changes {
+			if ch.Refused != "" {
+				out = append(out, ch.Key+": refused: "+ch.Refused)
+			}
+		}
+	}
+	return out
+}
+
 // Errors lists the failures of the pass as lines.
 func (r *PassResult) Errors() []string {
 	var out []string

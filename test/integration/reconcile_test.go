@@ -153,9 +153,11 @@ func (h *host) edit(name, old, new string) {
 // exit code.
 func (h *host) run(args ...string) (string, int) {
 	h.t.Helper()
-	full := append(args, "--manifests", h.manifests, "--containerd-address", h.ctd.Address,
+	// The host's flags come first so that a test's own (a shorter
+	// --timeout) wins: the last occurrence of a flag is the one that counts.
+	full := append([]string{"--manifests", h.manifests, "--containerd-address", h.ctd.Address,
 		"--state-dir", h.state, "--image-archives", h.archives, "--cgroup-root", h.cgroupRoot,
-		"--namespace-suffix", h.suffix, "--timeout", "60s")
+		"--namespace-suffix", h.suffix, "--timeout", "60s"}, args...)
 	cmd := exec.Command(binary, full...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -371,5 +373,45 @@ spec:
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+}
+
+// TestDryRunExitsOneOnABrokenManifest: a CI gate on --once --dry-run must
+// stop on a broken manifest even when other files plan changes.
+func TestDryRunExitsOneOnABrokenManifest(t *testing.T) {
+	h := newHost(t)
+	cell := `kind: Cell
+metadata: {name: %s}
+spec:
+  realmId: lab
+  spaceId: web
+  stackId: blog
+  containers:
+    - id: app
+      image: docker.io/library/busybox:latest
+      command: /bin/sleep
+      args: ["3600"]
+      restartPolicy: %s
+`
+	h.writeFile("good.yaml", fmt.Sprintf(cell, "good", "never"))
+	h.writeFile("bad.yaml", fmt.Sprintf(cell, "bad", "sometimes"))
+	out := h.mustRun(1, "--once", "--dry-run")
+	if !strings.Contains(out, "bad.yaml:12:22: Cell lab/web/blog/bad: spec.containers[0].restartPolicy") {
+		t.Errorf("dry run does not name the error with its place:\n%s", out)
+	}
+	out = h.mustRun(1, "--once", "--dry-run", "-o", "json")
+	var jr struct {
+		OK       bool     `json:"ok"`
+		ExitCode int      `json:"exitCode"`
+		Errors   []string `json:"errors"`
+	}
+	if err := json.Unmarshal([]byte(out), &jr); err != nil {
+		t.Fatalf("dry run -o json is not JSON: %v\n%s", err, out)
+	}
+	if jr.OK || jr.ExitCode != 1 || len(jr.Errors) != 1 || !strings.Contains(jr.Errors[0], "restartPolicy") {
+		t.Errorf("dry run -o json = %+v, want ok=false, exitCode=1 and the manifest error", jr)
+	}
+	if got := h.tasks(h.ns); len(got) != 0 {
+		t.Errorf("dry run created containers: %v", got)
 	}
 }
