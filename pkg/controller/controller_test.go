@@ -603,7 +603,7 @@ func TestPruneGuards(t *testing.T) {
 			t.Fatal(err)
 		}
 		inv.Objects["Realm kuke-system"] = &Record{Kind: "Realm", Realm: "kuke-system", Namespace: "kuke-system.kukeon.io", Cgroup: "/kukeon/kuke-system"}
-		if err := inv.Save(e.rc.inventoryPath()); err != nil {
+		if err := inv.Save(e.rc.inventoryPath(), false); err != nil {
 			t.Fatal(err)
 		}
 		for _, ch := range e.plan().Changes {

@@ -44,6 +44,10 @@ type Reconciler struct {
 	// cache is what the last successful pass knew; event-driven passes of
 	// cells reuse it (see passCache).
 	cache *passCache
+	// onTree, when set, sees the desired tree of every pass before anything
+	// is applied: the daemon indexes containers by it, so that an exit
+	// right after a start finds its cell.
+	onTree func(*hierarchy.Tree)
 }
 
 // passCache is what a daemon's event-driven pass of some cells reuses from
@@ -312,6 +316,9 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		pr.Err = err
 		return pr
 	}
+	if rc.onTree != nil {
+		rc.onTree(pr.Tree)
+	}
 	failed, inv, restarts, obs, observer := p.failed, p.inv, p.restarts, p.obs, p.observer
 
 	creds := map[string][]ctr.Credential{}
@@ -323,10 +330,13 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	ex := &Executor{
 		Runtime: rc.Runtime, Cgroups: rc.Cgroups, Available: obs.Available, StateDir: rc.Opts.StateDir,
 		Workers: rc.workers(), Credentials: creds,
-		SaveInventory: func(inv *Inventory) error { return inv.Save(rc.inventoryPath()) },
+		SaveInventory: func(inv *Inventory, force bool) error { return inv.Save(rc.inventoryPath(), force) },
 	}
 	if pr.Plan.HasChanges() || needsRecord(pr.Plan, inv) {
-		pr.Outcomes = ex.Apply(ctx, pr.Plan, inv)
+		pr.Outcomes, err = ex.Apply(ctx, pr.Plan, inv)
+		if err != nil {
+			pr.Err = fmt.Errorf("state dir %s: %w", rc.Opts.StateDir, err)
+		}
 	} else {
 		for i := range pr.Plan.Changes {
 			pr.Outcomes = append(pr.Outcomes, Outcome{Change: &pr.Plan.Changes[i]})

@@ -1,0 +1,186 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+)
+
+func TestAStateFileThatIsNotAnInventoryStopsThePass(t *testing.T) {
+	tests := []struct{ name, content, want string }{
+		{"torn JSON", `{"version": 1, "objects": {"Cell a`, "unexpected end of JSON input"},
+		{"null", `null`, "unknown version 0"},
+		{"an empty object", `{}`, "unknown version 0"},
+		{"an unknown version", `{"version": 99, "objects": {}}`, "unknown version 99"},
+		{"no objects map", `{"version": 1}`, `no "objects" map`},
+		{"a null object", `{"version": 1, "objects": {"Realm lab": null}}`, `object "Realm lab" is null`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.lab()
+			e.pass()
+			if err := os.WriteFile(e.rc.inventoryPath(), []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e.write("worker.yaml", "") // a prune would be planned on an empty inventory... or not at all
+			before := e.mutations()
+			pr := e.rc.Pass(context.Background())
+			if pr.Err == nil || !strings.Contains(pr.Err.Error(), e.rc.inventoryPath()) || !strings.Contains(pr.Err.Error(), tt.want) {
+				t.Fatalf("pass error = %v, want one naming %s and %q", pr.Err, e.rc.inventoryPath(), tt.want)
+			}
+			if pr.OK() {
+				t.Error("the pass is OK")
+			}
+			if n := e.mutations() - before; n != 0 {
+				t.Errorf("the pass made %d mutating calls on an unreadable inventory", n)
+			}
+			if dr := e.rc.Plan(context.Background()); dr.Err == nil {
+				t.Error("--dry-run planned on an unreadable inventory")
+			}
+		})
+	}
+}
+
+// failWrites makes every state file write fail with err until the returned
+// func is called.
+func failWrites(t *testing.T, err error) (restore func()) {
+	t.Helper()
+	orig := writeStateFile
+	writeStateFile = func(path string, _ []byte) error { return &os.PathError{Op: "write", Path: path, Err: err} }
+	restore = func() { writeStateFile = orig }
+	t.Cleanup(restore)
+	return restore
+}
+
+func TestAnUnwritableStateDirStopsThePhaseBeforeItActs(t *testing.T) {
+	t.Run("nothing is created when the inventory cannot be written", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		failWrites(t, syscall.ENOSPC)
+		pr := e.rc.Pass(context.Background())
+		if pr.Err == nil || !strings.Contains(pr.Err.Error(), e.rc.inventoryPath()) || !errors.Is(pr.Err, syscall.ENOSPC) {
+			t.Fatalf("pass error = %v, want ENOSPC naming %s", pr.Err, e.rc.inventoryPath())
+		}
+		if cs, err := e.rt.ListContainers(context.Background(), "lab.kukeon.io"); err != nil && !strings.Contains(err.Error(), "not found") {
+			t.Fatal(err)
+		} else if len(cs) != 0 {
+			t.Errorf("%d containers created without a record", len(cs))
+		}
+		if ok, err := e.cg.Exists("/kukeon/lab"); err != nil || ok {
+			t.Errorf("realm cgroup exists = %v (%v), want nothing created", ok, err)
+		}
+	})
+
+	t.Run("nothing is pruned when the inventory cannot be written", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		e.pass()
+		e.write("worker.yaml", "")
+		failWrites(t, syscall.EROFS)
+		pr := e.rc.Pass(context.Background())
+		if pr.Err == nil || !errors.Is(pr.Err, syscall.EROFS) {
+			t.Fatalf("pass error = %v, want EROFS", pr.Err)
+		}
+		if _, ok := e.rt.Spec("lab.kukeon.io", "web_blog_worker_job"); !ok {
+			t.Error("the worker was pruned while its deletion could not be recorded")
+		}
+	})
+
+	t.Run("the next pass after the disk is fixed converges", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		restore := failWrites(t, syscall.ENOSPC)
+		if pr := e.rc.Pass(context.Background()); pr.Err == nil {
+			t.Fatal("pass on a full disk succeeded")
+		}
+		restore()
+		e.pass()
+		e.assertConverged()
+	})
+}
+
+func TestARefusedChangeIsReportedOnceAndNotRetried(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.pass()
+	e.write("realm.yaml", strings.Replace(labRealm, "metadata: {name: lab}\nspec:\n", "metadata: {name: lab}\nspec:\n  namespace: elsewhere\n", 1))
+	for i := range 3 {
+		pr := e.rc.Pass(context.Background())
+		var realm, cell *Outcome
+		for j := range pr.Outcomes {
+			switch pr.Outcomes[j].Change.Key {
+			case "Realm lab":
+				realm = &pr.Outcomes[j]
+			case "Cell lab/web/blog/frontend":
+				cell = &pr.Outcomes[j]
+			}
+		}
+		if realm == nil || !IsRefused(realm.Err) || !realm.Terminal {
+			t.Fatalf("resync %d: realm outcome = %+v, want a terminal refusal", i, realm)
+		}
+		if cell == nil || cell.Blocked == "" || !cell.Terminal {
+			t.Fatalf("resync %d: cell outcome = %+v, want blocked by the refused realm, terminal", i, cell)
+		}
+		if st := cellOf(pr.Status, "Realm lab"); st.State != StateFailed || !strings.Contains(st.Message, "namespace changed") {
+			t.Errorf("resync %d: realm status = %s %q", i, st.State, st.Message)
+		}
+	}
+}
+
+func TestTheDaemonLogsARefusedChangeOnceOverResyncs(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.pass()
+	e.write("realm.yaml", strings.Replace(labRealm, "metadata: {name: lab}\nspec:\n", "metadata: {name: lab}\nspec:\n  namespace: elsewhere\n", 1))
+	var mu sync.Mutex
+	var lines []string
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		lines = append(lines, args)
+		mu.Unlock()
+	}, funcr.Options{})
+	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), log))
+	passes := make(chan bool, 100)
+	d := &Daemon{Reconciler: e.rc, Resync: 20 * time.Millisecond,
+		OnPass: func(pr *PassResult, full bool, _ int) {
+			if full {
+				passes <- true
+			}
+		}}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	for range 4 {
+		select {
+		case <-passes:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no full pass within 10s")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	refused, failed := 0, 0
+	for _, l := range lines {
+		if strings.Contains(l, "change refused") && strings.Contains(l, `"Realm lab"`) {
+			refused++
+		}
+		if strings.Contains(l, "reconcile failed") || strings.Contains(l, "reconcile blocked") {
+			failed++
+		}
+	}
+	if refused != 1 || failed != 0 {
+		t.Errorf("over 4 passes: %d 'change refused' lines for the realm (want 1) and %d retry lines (want 0):\n%s", refused, failed, strings.Join(lines, "\n"))
+	}
+}
