@@ -2,13 +2,19 @@ package controller
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
+
+	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
+	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/hierarchy"
 )
 
 // Inventory is the record of what the reconciler created. An object is ours
@@ -171,4 +177,59 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// rebuild fills an inventory whose file was missing from the containers on
+// the host that carry our labels: without it, a lost state dir would leave
+// every undeclared container an orphan for good (never pruned, never
+// shown). Each container records its cell and the cell's parents; names
+// and cgroup paths come from the desired tree where it declares the cell,
+// else from the labels (a cell's name defaults to its id). It returns how
+// many containers it found.
+func (inv *Inventory) rebuild(ctx context.Context, rt Runtime, tree *hierarchy.Tree, cgroupRoot string) (int, error) {
+	nss, err := rt.ListNamespaces(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list namespaces: %w", err)
+	}
+	byID := map[[4]string]*hierarchy.Cell{}
+	for _, c := range tree.Cells() {
+		byID[[4]string{c.Realm, c.Space, c.Stack, c.ID}] = c
+	}
+	root := path.Clean("/" + cgroupRoot)
+	if cgroupRoot == "" {
+		root = hierarchy.DefaultCgroupRoot
+	}
+	found := 0
+	for _, ns := range nss {
+		cs, err := rt.ListContainers(ctx, ns)
+		if err != nil {
+			return 0, fmt.Errorf("list containers in %s: %w", ns, err)
+		}
+		for _, c := range cs {
+			l := c.Labels
+			realm, space, stack, cellID := l[ctr.LabelRealm], l[ctr.LabelSpace], l[ctr.LabelStack], l[ctr.LabelCell]
+			if realm == "" || space == "" || stack == "" || cellID == "" || realm == v1beta1.SystemRealm {
+				continue
+			}
+			found++
+			name, cg := cellID, path.Join(root, realm, space, stack, cellID)
+			if dc := byID[[4]string{realm, space, stack, cellID}]; dc != nil {
+				name, cg = dc.Name, dc.CgroupPath
+			}
+			put := func(key string, r Record) *Record {
+				if rec := inv.Objects[key]; rec != nil {
+					return rec
+				}
+				inv.Objects[key] = &r
+				return &r
+			}
+			put(hierarchy.RealmKey(realm), Record{Kind: v1beta1.KindRealm, Realm: realm, Namespace: ns, Cgroup: path.Join(root, realm)})
+			put(hierarchy.SpaceKey(realm, space), Record{Kind: v1beta1.KindSpace, Realm: realm, Space: space, Namespace: ns, Cgroup: path.Join(root, realm, space)})
+			put(hierarchy.StackKey(realm, space, stack), Record{Kind: v1beta1.KindStack, Realm: realm, Space: space, Stack: stack, Namespace: ns, Cgroup: path.Join(root, realm, space, stack)})
+			cell := put(hierarchy.CellKey(realm, space, stack, name), Record{Kind: v1beta1.KindCell, Realm: realm, Space: space, Stack: stack,
+				Cell: name, CellID: cellID, Namespace: ns, Cgroup: cg, Containers: map[string]*ContainerRecord{}})
+			cell.Containers[c.ID] = &ContainerRecord{SpecHash: l[ctr.LabelSpecHash]}
+		}
+	}
+	return found, nil
 }

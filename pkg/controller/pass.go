@@ -27,6 +27,10 @@ type Options struct {
 	Workers    int
 	// Timeout bounds the readiness wait after apply (0: no wait).
 	Timeout time.Duration
+	// PruneGrace defers deleting objects that are no longer declared until
+	// no manifest file or directory has changed for this long (0: no
+	// grace). A file in the middle of a rewrite is not intent.
+	PruneGrace time.Duration
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -118,6 +122,13 @@ func (r *PassResult) OK() bool {
 			return false
 		}
 	}
+	if r.Plan != nil {
+		for _, k := range r.Plan.Kept {
+			if k.Why == KeptUnsafe {
+				return false
+			}
+		}
+	}
 	return true
 }
 
@@ -170,6 +181,13 @@ func (r *PassResult) Errors() []string {
 			out = append(out, fmt.Sprintf("%s: blocked: %s failed", o.Change.Key, o.Blocked))
 		}
 	}
+	if r.Plan != nil {
+		for _, k := range r.Plan.Kept {
+			if k.Why == KeptUnsafe {
+				out = append(out, k.describe())
+			}
+		}
+	}
 	out = append(out, r.NotReady...)
 	return out
 }
@@ -186,7 +204,9 @@ func (rc *Reconciler) inventoryPath() string {
 }
 func (rc *Reconciler) statusPath() string { return filepath.Join(rc.Opts.StateDir, "status.json") }
 
-// Desired loads the manifests and builds the tree.
+// Desired loads the manifests and builds the tree. The returned map holds
+// the sources that failed to load: files and directories, and the files of
+// every manifest error.
 func (rc *Reconciler) Desired() (*manifest.Result, *hierarchy.Tree, []manifest.Diagnostic, map[string]bool) {
 	if rc.Loader == nil {
 		rc.Loader = manifest.NewLoader(manifest.Options{})
@@ -212,7 +232,9 @@ func (rc *Reconciler) Desired() (*manifest.Result, *hierarchy.Tree, []manifest.D
 // that --dry-run runs.
 func (rc *Reconciler) Plan(ctx context.Context) *PassResult {
 	pr := &PassResult{StartedAt: rc.now()}
-	if _, err := rc.plan(ctx, pr, PassScope{}, nil); err != nil {
+	// The grace is not applied: a dry run predicts what the pass will
+	// delete once the manifests are quiet.
+	if _, err := rc.plan(ctx, pr, PassScope{dryRun: true}, nil); err != nil {
 		pr.Err = err
 	}
 	pr.Duration = rc.now().Sub(pr.StartedAt)
@@ -240,7 +262,11 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 	if scope.Only != nil && cache != nil {
 		cells, fast = scopedCells(cache.tree, scope.Only)
 	}
-	var err error
+	var (
+		err     error
+		rebuilt int   // containers an inventory was rebuilt from
+		serr    error // an unreadable status file
+	)
 	if fast {
 		pr.Load, pr.Tree, pr.Diagnostics, p.failed = cache.load, cache.tree, cache.diags, cache.failed
 		p.inv, p.restarts = cache.inv, cache.restarts
@@ -252,18 +278,36 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 		if p.inv, err = LoadInventory(rc.inventoryPath()); err != nil {
 			return nil, err
 		}
-		prev, _ := LoadStatus(rc.statusPath()) // a torn status only loses restart counts
+		if p.inv.Missing {
+			if rebuilt, err = p.inv.rebuild(ctx, rc.Runtime, pr.Tree, rc.Opts.Hierarchy.CgroupRoot); err != nil {
+				return nil, fmt.Errorf("rebuild inventory %s: %w", rc.inventoryPath(), err)
+			}
+		}
+		prev, err := LoadStatus(rc.statusPath())
+		serr = err
 		p.restarts = restartsFrom(prev)
 		if p.obs, err = p.observer.Observe(ctx, pr.Tree, p.inv); err != nil {
 			return nil, err
 		}
 	}
 	p.obs.Restarts = p.restarts
-	pr.Plan = ComputePlan(PlanInput{
-		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv, FailedFiles: p.failed,
-		Prune: rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
+	in := PlanInput{
+		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv,
+		Sources: Sources{Failed: p.failed, Empty: emptySources(pr.Load)},
+		Prune:   rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
 		Now: rc.now(), Backoff: scope.Backoff,
-	})
+	}
+	if scope.Only == nil && !scope.dryRun && rc.Opts.PruneGrace > 0 && hasUndeclared(pr.Tree, p.inv) {
+		in.PruneNotBefore = lastManifestChange(pr.Load, rc.Opts.Manifests).Add(rc.Opts.PruneGrace)
+	}
+	pr.Plan = ComputePlan(in)
+	if rebuilt > 0 {
+		pr.Plan.Warnings = append(pr.Plan.Warnings, fmt.Sprintf("inventory %s was missing: rebuilt from the labels of %d containers", rc.inventoryPath(), rebuilt))
+	}
+	if serr != nil {
+		// A torn status only loses restart counts: say so, go on.
+		pr.Plan.Warnings = append(pr.Plan.Warnings, fmt.Sprintf("%v: restart counts start afresh", serr))
+	}
 	if scope.Only != nil {
 		scoped := &Plan{RequeueAfter: pr.Plan.RequeueAfter}
 		for _, ch := range pr.Plan.Changes {
@@ -279,9 +323,10 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 func (rc *Reconciler) workers() int { return max(rc.Opts.Workers, 1) }
 
 // Pass runs one full pass: plan, apply, wait for readiness (up to
-// Opts.Timeout), record status.
+// Opts.Timeout), record status. Deletions deferred by the prune grace are
+// waited for: the pass plans again once the manifests are quiet.
 func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
-	return rc.pass(ctx, PassScope{})
+	return rc.pass(ctx, PassScope{waitQuiet: true})
 }
 
 // PassScope narrows a pass.
@@ -291,6 +336,11 @@ type PassScope struct {
 	Only map[string]bool
 	// Backoff applies restart backoff (the daemon).
 	Backoff bool
+	// waitQuiet makes a pass whose deletions are deferred by the prune
+	// grace wait and plan again (--once; the daemon requeues instead).
+	waitQuiet bool
+	// dryRun plans without the prune grace.
+	dryRun bool
 }
 
 // Reconcile runs a pass with the given scope.
@@ -305,6 +355,15 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	cache := rc.cache
 	rc.cache = nil // rebuilt at the end of a pass that succeeds
 	p, err := rc.plan(ctx, pr, scope, cache)
+	for range maxQuietWaits {
+		if err != nil || !scope.waitQuiet || !pr.Plan.deferred() {
+			break
+		}
+		if !sleepCtx(ctx, pr.Plan.RequeueAfter) {
+			break
+		}
+		p, err = rc.plan(ctx, pr, scope, nil)
+	}
 	if scope.Only == nil {
 		var warnings []string
 		if pr.Plan != nil {
@@ -392,6 +451,7 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		}
 	}
 	pr.Status = &Status{GeneratedAt: rc.now(), Objects: buildStatus(pr.Tree, final, pr.Outcomes, restarts, inv)}
+	pr.Status.Objects = append(pr.Status.Objects, orphanStatus(pr.Plan.Kept, final)...)
 	for _, d := range pr.Diagnostics {
 		pr.Status.Diagnostics = append(pr.Status.Diagnostics, d.String())
 	}
@@ -406,6 +466,88 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 			inv: inv, restarts: restarts, obs: final}
 	}
 	return pr
+}
+
+// maxQuietWaits bounds how often one --once pass waits for quiet manifests
+// before it goes on without the deferred deletions.
+const maxQuietWaits = 5
+
+// sleepCtx sleeps for d or until ctx ends; it reports whether it slept.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// emptySources are the files that loaded and declare no objects.
+func emptySources(res *manifest.Result) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range res.Files {
+		if !f.Failed && f.Objects == 0 {
+			out[f.Path] = true
+		}
+	}
+	return out
+}
+
+// hasUndeclared reports whether the inventory records an object the tree
+// does not declare: only then is the prune grace worth a look at mtimes.
+func hasUndeclared(tree *hierarchy.Tree, inv *Inventory) bool {
+	declared := map[string]bool{}
+	for _, r := range tree.Realms {
+		declared[r.Key()] = true
+		for _, s := range r.Spaces {
+			declared[s.Key()] = true
+			for _, st := range s.Stacks {
+				declared[st.Key()] = true
+				for _, c := range st.Cells {
+					declared[c.Key()] = true
+				}
+			}
+		}
+	}
+	for k := range inv.Objects {
+		if !declared[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// lastManifestChange is the newest modification time of the manifest
+// roots, of every file loaded and of the directories holding them (a
+// deleted or renamed file shows only there), taken with lstat so that a
+// symlink swap counts.
+func lastManifestChange(res *manifest.Result, roots []string) time.Time {
+	var last time.Time
+	seen := map[string]bool{}
+	look := func(p string) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		for _, stat := range []func(string) (os.FileInfo, error){os.Lstat, os.Stat} {
+			if fi, err := stat(p); err == nil && fi.ModTime().After(last) {
+				last = fi.ModTime()
+			}
+		}
+	}
+	for _, r := range roots {
+		look(r)
+	}
+	for _, f := range res.Files {
+		if f.Path == manifest.StdinName {
+			continue
+		}
+		look(f.Path)
+		look(filepath.Dir(f.Path))
+	}
+	return last
 }
 
 // logDiagnostics logs manifest diagnostics and plan warnings when they

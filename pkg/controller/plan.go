@@ -113,6 +113,9 @@ type Plan struct {
 	Changes []Change `json:"changes"`
 	// Warnings are problems that did not stop planning (a refused prune).
 	Warnings []string `json:"warnings,omitempty"`
+	// Kept are recorded objects that are no longer declared and are not
+	// deleted, with the reason (see planPrune).
+	Kept []Kept `json:"kept,omitempty"`
 	// RequeueAfter is set when a restart is held back by its backoff: the
 	// soonest time a pass should look again.
 	RequeueAfter time.Duration `json:"requeueAfter,omitempty"`
@@ -191,6 +194,16 @@ func (c *Change) cgroup() string {
 		return c.Record.Cgroup
 	}
 	return ""
+}
+
+// deferred reports whether deletions wait for quiet manifests.
+func (p *Plan) deferred() bool {
+	for _, k := range p.Kept {
+		if k.Why == KeptDeferred {
+			return true
+		}
+	}
+	return false
 }
 
 // Refused reports whether any change is refused.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
-	"github.com/kukeon/reconciler/pkg/ctr"
 	"github.com/kukeon/reconciler/pkg/hierarchy"
 )
 
@@ -17,9 +16,17 @@ type PlanInput struct {
 	Desired   *hierarchy.Tree
 	Observed  *Observed
 	Inventory *Inventory
-	// FailedFiles are manifest files that did not load this pass: objects
-	// recorded from them are kept, never pruned.
-	FailedFiles map[string]bool
+	// Sources is what the pass knows of the manifest files: objects
+	// recorded from a failed or emptied source are kept, never pruned.
+	Sources Sources
+	// Excluded are objects declared but left out of the desired tree
+	// because of an error (their own, or a parent's), with the reason:
+	// they and everything recorded under them are kept.
+	Excluded map[string]string
+	// PruneNotBefore defers deletions of objects that are no longer
+	// declared until the manifests have been quiet for the prune grace: a
+	// file in the middle of a rewrite is not intent.
+	PruneNotBefore time.Time
 	// Prune enables deleting recorded objects that are no longer desired.
 	Prune bool
 	// AllowEmpty lets an empty desired set prune everything.
@@ -39,10 +46,11 @@ var baseControllers = []string{"cpu", "io", "memory", "pids"}
 // creates and updates top-down (realms, spaces, stacks, cells).
 func ComputePlan(in PlanInput) *Plan {
 	p := &Plan{}
-	p.Changes = append(p.Changes, planPrune(in, p)...)
+	var desired []Change
 	for _, r := range in.Desired.Realms {
-		p.Changes = append(p.Changes, planRealm(in, r))
+		desired = append(desired, planRealm(in, r))
 	}
+	p.Changes = append(planPrune(in, p, desired), desired...)
 	for _, r := range in.Desired.Realms {
 		for _, s := range r.Spaces {
 			p.Changes = append(p.Changes, planSpace(in, s))
@@ -198,98 +206,6 @@ func planStack(in PlanInput, st *hierarchy.Stack) Change {
 	ch.Steps, ch.Reasons, ch.ResourceFiles = planCgroup(in, st.CgroupPath, st.Resources, false)
 	ch.Action = levelAction(ch.Steps, ch.Record != nil, in.Observed.Cgroups[st.CgroupPath].Exists)
 	return ch
-}
-
-// planPrune deletes recorded objects that are no longer desired, bottom-up,
-// under the guards of SPEC §5.
-func planPrune(in PlanInput, p *Plan) []Change {
-	// empty: no manifest declares anything (implied parents do not count).
-	desired := map[string]bool{}
-	empty := true
-	for _, r := range in.Desired.Realms {
-		desired[r.Key()] = true
-		empty = empty && r.Implied
-		for _, s := range r.Spaces {
-			desired[s.Key()] = true
-			empty = empty && s.Implied
-			for _, st := range s.Stacks {
-				desired[st.Key()] = true
-				empty = empty && st.Implied
-				for _, c := range st.Cells {
-					desired[c.Key()] = true
-					empty = false
-				}
-			}
-		}
-	}
-	var candidates []string
-	for _, k := range in.Inventory.Keys() {
-		if !desired[k] {
-			candidates = append(candidates, k)
-		}
-	}
-	if len(candidates) == 0 {
-		return nil
-	}
-	if !in.Prune {
-		return nil
-	}
-	if empty && !in.AllowEmpty {
-		p.Warnings = append(p.Warnings, fmt.Sprintf(
-			"refusing to prune %d recorded objects: no objects are desired (an empty or unreadable manifest directory?); pass --allow-empty to prune everything",
-			len(candidates)))
-		return nil
-	}
-	keep := map[string]bool{}
-	for k := range desired {
-		keep[k] = true
-	}
-	for _, k := range candidates {
-		rec := in.Inventory.Objects[k]
-		if rec.Realm == v1beta1.SystemRealm {
-			keep[k] = true
-			continue
-		}
-		if rec.Source != "" && in.FailedFiles[rec.Source] {
-			keep[k] = true
-		}
-	}
-	// An object with a kept descendant stays: deleting a realm would take a
-	// kept cell with it.
-	for _, k := range candidates {
-		rec := in.Inventory.Objects[k]
-		for kk := range keep {
-			if kr := in.Inventory.Objects[kk]; kr != nil && isAncestor(rec, kr) {
-				keep[k] = true
-			}
-		}
-	}
-	var out []Change
-	for lvl := LevelCell; lvl >= LevelRealm; lvl-- {
-		for _, k := range candidates {
-			rec := in.Inventory.Objects[k]
-			if keep[k] || rec.Kind != lvl.String() {
-				continue
-			}
-			ch := Change{Level: lvl, Kind: rec.Kind, Key: k, Action: ActionDeleted, Record: rec,
-				Reasons: []string{"no longer declared"}}
-			switch lvl {
-			case LevelRealm:
-				ch.Steps = []Step{StepDeleteCgroup, StepDeleteNamespace}
-			default:
-				ch.Steps = []Step{StepDeleteCgroup}
-			}
-			if lvl == LevelCell {
-				for _, c := range in.Observed.ContainersOfCell(rec.Namespace, rec.Space, rec.Stack, rec.CellID) {
-					ch.Containers = append(ch.Containers, ContainerChange{ID: containerShortID(c.ID), ContainerdID: c.ID,
-						Root: c.Labels[ctr.LabelContainerType] == "root", Action: ContainerDelete})
-				}
-				sortDeletes(ch.Containers)
-			}
-			out = append(out, ch)
-		}
-	}
-	return out
 }
 
 // isAncestor reports whether a is a strict ancestor of b.

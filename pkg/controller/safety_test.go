@@ -3,7 +3,10 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -183,4 +186,152 @@ func TestTheDaemonLogsARefusedChangeOnceOverResyncs(t *testing.T) {
 	if refused != 1 || failed != 0 {
 		t.Errorf("over 4 passes: %d 'change refused' lines for the realm (want 1) and %d retry lines (want 0):\n%s", refused, failed, strings.Join(lines, "\n"))
 	}
+}
+
+// keptOf returns the plan's kept entry for key.
+func keptOf(p *Plan, key string) (Kept, bool) {
+	for _, k := range p.Kept {
+		if k.Key == key {
+			return k, true
+		}
+	}
+	return Kept{}, false
+}
+
+func TestOnlyPositivelyUndeclaredObjectsArePruned(t *testing.T) {
+	const worker = "Cell lab/web/blog/worker"
+	workerRuns := func(e *env) bool {
+		_, ok := e.rt.Spec("lab.kukeon.io", "web_blog_worker_job")
+		return ok
+	}
+	for _, content := range []string{"", "---\n", "# all commented out\n"} {
+		t.Run(fmt.Sprintf("a file emptied to %q keeps its cells until it is deleted", content), func(t *testing.T) {
+			e := newEnv(t)
+			e.lab()
+			e.pass()
+			if err := os.WriteFile(filepath.Join(e.dir, "worker.yaml"), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			pr := e.rc.Pass(context.Background())
+			if !workerRuns(e) {
+				t.Fatal("the worker was pruned because its file was emptied")
+			}
+			k, ok := keptOf(pr.Plan, worker)
+			if !ok || k.Why != KeptUnsafe || !strings.Contains(k.Reason, "worker.yaml declares no objects") {
+				t.Errorf("kept = %+v, want the worker kept for its emptied file", k)
+			}
+			if pr.OK() {
+				t.Error("a pass that keeps an orphan for safety is OK")
+			}
+			if st := cellOf(pr.Status, worker); st.State != StateOrphaned || !strings.HasPrefix(st.Message, "kept: ") || len(st.Containers) != 2 {
+				t.Errorf("status = %s %q with %d containers, want Orphaned, kept: …, both containers", st.State, st.Message, len(st.Containers))
+			}
+			if !slices.ContainsFunc(pr.Plan.Warnings, func(w string) bool { return strings.Contains(w, "worker.yaml declares no objects") }) {
+				t.Errorf("warnings %q do not name the emptied file", pr.Plan.Warnings)
+			}
+			e.write("worker.yaml", "")
+			e.pass()
+			if workerRuns(e) {
+				t.Error("the worker was not pruned after its file was deleted")
+			}
+		})
+	}
+
+	t.Run("cells under a refused realm are kept", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		e.pass()
+		e.write("realm.yaml", strings.Replace(labRealm, "metadata: {name: lab}\nspec:\n", "metadata: {name: lab}\nspec:\n  namespace: elsewhere\n", 1))
+		e.write("worker.yaml", "")
+		pr := e.rc.Pass(context.Background())
+		if !workerRuns(e) {
+			t.Fatal("the worker was pruned under a refused realm")
+		}
+		if k, _ := keptOf(pr.Plan, worker); !strings.Contains(k.Reason, "Realm lab is refused") {
+			t.Errorf("kept reason = %q, want the refused realm", k.Reason)
+		}
+	})
+
+	t.Run("objects under a failed directory or an excluded parent are kept", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		e.pass()
+		e.write("worker.yaml", "")
+		pr := e.rc.Plan(context.Background())
+		inv, err := LoadInventory(e.rc.inventoryPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		obs, err := (&Observer{Runtime: e.rt, Cgroups: e.cg, Workers: 1}).Observe(context.Background(), pr.Tree, inv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range []struct {
+			name string
+			in   func(*PlanInput)
+			want string
+		}{
+			{"failed dir", func(in *PlanInput) { in.Sources.Failed = map[string]bool{e.dir: true} }, "failed to load"},
+			{"excluded stack", func(in *PlanInput) { in.Excluded = map[string]string{"Stack lab/web/blog": "duplicate"} }, "Stack lab/web/blog is excluded: duplicate"},
+			{"excluded realm", func(in *PlanInput) { in.Excluded = map[string]string{"Realm lab": "namespace clash"} }, "Realm lab is excluded: namespace clash"},
+		} {
+			in := PlanInput{Desired: pr.Tree, Observed: obs, Inventory: inv, Prune: true, Now: time.Now()}
+			tt.in(&in)
+			p := ComputePlan(in)
+			if k, ok := keptOf(p, worker); !ok || !strings.Contains(k.Reason, tt.want) {
+				t.Errorf("%s: kept = %+v, want a reason with %q", tt.name, k, tt.want)
+			}
+			for _, ch := range p.Changes {
+				if ch.Action == ActionDeleted {
+					t.Errorf("%s: %s planned for deletion", tt.name, ch.Key)
+				}
+			}
+		}
+	})
+
+	t.Run("deletions wait for the prune grace; creates do not", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		e.pass()
+		e.rc.Opts.PruneGrace = time.Hour
+		e.write("worker.yaml", "")
+		e.write("hello.yaml", helloCell)
+		pr := e.rc.Reconcile(context.Background(), PassScope{})
+		if !workerRuns(e) {
+			t.Fatal("the worker was pruned within the grace")
+		}
+		if _, ok := e.rt.Spec("default.kukeon.io", "default_default_hello_web"); !ok {
+			t.Error("a new cell waited for the prune grace")
+		}
+		if k, _ := keptOf(pr.Plan, worker); k.Why != KeptDeferred || pr.Plan.RequeueAfter <= 0 || !pr.OK() {
+			t.Errorf("kept = %+v, requeue %s, ok %v: want deferred, a requeue, and an OK pass", k, pr.Plan.RequeueAfter, pr.OK())
+		}
+		if dr := e.rc.Plan(context.Background()); !slices.ContainsFunc(dr.Plan.Changes, func(c Change) bool { return c.Key == worker && c.Action == ActionDeleted }) {
+			t.Error("--dry-run does not predict the deferred deletion")
+		}
+		later := time.Now().Add(2 * time.Hour)
+		e.rc.Opts.Now = func() time.Time { return later }
+		e.rc.Reconcile(context.Background(), PassScope{})
+		if workerRuns(e) {
+			t.Error("the worker survived once the manifests were quiet")
+		}
+	})
+
+	t.Run("a lost inventory is rebuilt from labels, so undeclared cells are still pruned", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		e.pass()
+		if err := os.Remove(e.rc.inventoryPath()); err != nil {
+			t.Fatal(err)
+		}
+		e.write("worker.yaml", "")
+		pr := e.pass()
+		if workerRuns(e) {
+			t.Error("an undeclared cell survived a lost inventory")
+		}
+		if !slices.ContainsFunc(pr.Plan.Warnings, func(w string) bool { return strings.Contains(w, "rebuilt from the labels of 5 containers") }) {
+			t.Errorf("warnings %q do not say the inventory was rebuilt", pr.Plan.Warnings)
+		}
+		e.assertConverged()
+	})
 }

@@ -22,6 +22,9 @@ const (
 	StateDegraded = "Degraded"
 	StateFailed   = "Failed"
 	StateBlocked  = "Blocked"
+	// StateOrphaned is a recorded object that is no longer declared and is
+	// kept (see Kept): it still exists, with its containers.
+	StateOrphaned = "Orphaned"
 	// StateCompleted is an autoDelete cell whose workloads exited cleanly
 	// and that was removed.
 	StateCompleted = "Completed"
@@ -199,6 +202,50 @@ func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restar
 		}
 	}
 	return out
+}
+
+// orphanStatus shows the kept objects as they are on the host.
+func orphanStatus(kept []Kept, obs *Observed) []ObjectStatus {
+	var out []ObjectStatus
+	for _, k := range kept {
+		rec := k.Record
+		st := ObjectStatus{Kind: k.Kind, Key: k.Key, State: StateOrphaned, Reason: "Kept" + kebabToCamel(string(k.Why)),
+			Message: "kept: " + k.Reason, Source: rec.Source, CgroupPath: rec.Cgroup, Controllers: obs.Cgroups[rec.Cgroup].Delegated}
+		if st.Controllers == nil {
+			st.Controllers = []string{}
+		}
+		if k.Kind == v1beta1.KindRealm || k.Kind == v1beta1.KindCell {
+			st.Namespace = rec.Namespace
+		}
+		if k.Kind == v1beta1.KindCell {
+			for _, oc := range obs.ContainersOfCell(rec.Namespace, rec.Space, rec.Stack, rec.CellID) {
+				cs := ContainerStatus{ID: containerShortID(oc.ID), ContainerdID: oc.ID, Root: oc.Labels[ctr.LabelContainerType] == "root"}
+				switch oc.Task.Status {
+				case ctr.TaskRunning:
+					cs.State, cs.PID = ContainerRunning, oc.Task.PID
+				case ctr.TaskStopped:
+					code := oc.Task.ExitCode
+					cs.State, cs.ExitCode = ContainerExited, &code
+				default:
+					cs.State = ContainerCreated
+				}
+				st.Containers = append(st.Containers, cs)
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// kebabToCamel turns "prune-off" into "PruneOff".
+func kebabToCamel(s string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(s, "-") {
+		if part != "" {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
 }
 
 func cellStatus(st ObjectStatus, c *hierarchy.Cell, obs *Observed, restarts map[string]RestartState) ObjectStatus {
