@@ -44,6 +44,7 @@ type reconcileFlags struct {
 	listen            string
 	debounce          time.Duration
 	groupShims        bool
+	pruneGrace        time.Duration
 }
 
 func (f *reconcileFlags) register(fs *flag.FlagSet) {
@@ -66,6 +67,7 @@ func (f *reconcileFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.workers, "workers", 4, "how many sibling objects are converged at once")
 	fs.StringVar(&f.listen, "listen", "", "daemon: serve /healthz, /readyz and /metrics on `ADDR` (off by default)")
 	fs.BoolVar(&f.groupShims, "group-shims", false, "run all containers of a cell under one containerd shim (fewer processes; no faster in make bench)")
+	fs.DurationVar(&f.pruneGrace, "prune-grace", 2*time.Second, "delete objects that are no longer declared only once no manifest has changed for `DURATION` (creates and updates are not delayed)")
 	fs.DurationVar(&f.debounce, "debounce", 200*time.Millisecond, "daemon: quiet period after a manifest change before converging")
 }
 
@@ -141,6 +143,7 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			AllowEmpty: f.allowEmpty,
 			Workers:    f.workers,
 			Timeout:    f.timeout,
+			PruneGrace: f.pruneGrace,
 		},
 	}
 	if !f.once {
@@ -237,6 +240,7 @@ type jsonResult struct {
 	Counts      map[string]int        `json:"counts"`
 	Elapsed     string                `json:"elapsed"`
 	Warnings    []string              `json:"warnings,omitempty"`
+	Kept        []controller.Kept     `json:"kept,omitempty"`
 	Errors      []string              `json:"errors,omitempty"`
 	Diagnostics []manifest.Diagnostic `json:"diagnostics,omitempty"`
 }
@@ -266,7 +270,7 @@ func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryR
 		jr := jsonResult{DryRun: dryRun, Changes: changes, Counts: counts, Elapsed: pr.Duration.Round(time.Millisecond).String(),
 			Diagnostics: pr.Diagnostics}
 		if pr.Plan != nil {
-			jr.Warnings = pr.Plan.Warnings
+			jr.Warnings, jr.Kept = pr.Plan.Warnings, pr.Plan.Kept
 		}
 		if dryRun {
 			jr.ExitCode = dryRunCode(pr)
@@ -304,6 +308,9 @@ func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryR
 		fmt.Fprintln(w, line)
 	}
 	if pr.Plan != nil {
+		for _, k := range pr.Plan.Kept {
+			fmt.Fprintf(w, "%s kept: %s\n", k.Key, k.Reason)
+		}
 		for _, wmsg := range pr.Plan.Warnings {
 			fmt.Fprintln(w, "warning: "+wmsg)
 		}
