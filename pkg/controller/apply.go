@@ -18,8 +18,6 @@ import (
 type Executor struct {
 	Runtime Runtime
 	Cgroups Cgroups
-	// Available are the controllers the host offers (from Observed).
-	Available []string
 	// StateDir holds logs (StateDir/logs/<namespace>/<containerdID>.log).
 	StateDir string
 	// Workers bounds how many siblings are converged at once.
@@ -76,13 +74,12 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) ([]Out
 	terminal := map[string]bool{} // keys whose failure is terminal
 	var saveErr error
 
-	// Phases: consecutive changes of the same (delete?, level).
+	// Phases: consecutive changes of the same phase, as planned.
 	type phase struct{ idx []int }
 	var phases []phase
 	for i, ch := range plan.Changes {
 		if len(phases) > 0 {
-			prev := plan.Changes[phases[len(phases)-1].idx[0]]
-			if (prev.Action == ActionDeleted) == (ch.Action == ActionDeleted) && prev.Level == ch.Level {
+			if plan.Changes[phases[len(phases)-1].idx[0]].Phase == ch.Phase {
 				phases[len(phases)-1].idx = append(phases[len(phases)-1].idx, i)
 				continue
 			}
@@ -237,59 +234,23 @@ func (e *Executor) applyChange(ctx context.Context, ch *Change) error {
 	if ch.Action == ActionDeleted {
 		return e.applyDelete(ctx, ch)
 	}
-	switch ch.Level {
-	case LevelRealm:
-		r := ch.Realm
-		if slices.Contains(ch.Steps, StepEnsureNamespace) {
-			if err := e.Runtime.EnsureNamespace(ctx, r.Namespace); err != nil {
-				return fmt.Errorf("ensure namespace %s: %w", r.Namespace, err)
-			}
-		}
-		return e.applyCgroup(ch, r.CgroupPath, r.Resources, false)
-	case LevelSpace:
-		return e.applyCgroup(ch, ch.Space.CgroupPath, ch.Space.Resources, false)
-	case LevelStack:
-		return e.applyCgroup(ch, ch.Stack.CgroupPath, ch.Stack.Resources, false)
-	case LevelCell:
-		if err := e.applyCgroup(ch, ch.Cell.CgroupPath, ch.Cell.Resources, ch.Cell.NestedCgroupRuntime); err != nil {
-			return err
-		}
-		return e.applyContainers(ctx, ch)
+	if ch.Level != LevelCell {
+		return e.applyLevel(ctx, ch)
 	}
-	return nil
-}
-
-// applyCgroup creates the level cgroup, delegates its controllers and writes
-// the resource files the plan found different.
-func (e *Executor) applyCgroup(ch *Change, path string, res *v1beta1.Resources, nested bool) error {
-	if slices.Contains(ch.Steps, StepEnsureCgroup) {
-		want := intersect(WantedControllers(res, nested, e.Available), e.Available)
-		if _, _, err := e.Cgroups.Ensure(path, want); err != nil {
-			return fmt.Errorf("ensure cgroup %s: %w", path, err)
-		}
+	if err := e.applyCgroup(ch); err != nil {
+		return err
 	}
-	if slices.Contains(ch.Steps, StepWriteResources) && len(ch.ResourceFiles) > 0 {
-		var fv []ctr.FileValue
-		for _, f := range v1beta1.CgroupFiles(res) {
-			if slices.Contains(ch.ResourceFiles, f.File) {
-				fv = append(fv, ctr.FileValue{File: f.File, Value: f.Value})
-			}
-		}
-		if err := e.Cgroups.Write(path, fv); err != nil {
-			return fmt.Errorf("write resources of %s: %w", path, err)
-		}
-	}
-	return nil
+	return e.applyContainers(ctx, ch)
 }
 
 func (e *Executor) applyDelete(ctx context.Context, ch *Change) error {
-	if ch.Record == nil && ch.Cell != nil {
+	rec := ch.Record
+	if rec == nil && ch.Cell != nil {
 		e.record(ch) // an adopted autoDelete cell that completed
 		e.mu.Lock()
-		ch.Record = e.inv.Objects[ch.Key]
+		rec = e.inv.Objects[ch.Key]
 		e.mu.Unlock()
 	}
-	rec := ch.Record
 	if ch.Level == LevelCell {
 		if err := e.deleteContainers(ctx, rec.Namespace, ch.Containers, recordedGrace(rec)); err != nil {
 			return err

@@ -66,7 +66,7 @@ type passCache struct {
 	diags    []manifest.Diagnostic
 	failed   map[string]bool
 	inv      *Inventory
-	restarts map[string]RestartState
+	restarts *RestartBook
 	obs      *Observed
 }
 
@@ -245,7 +245,7 @@ func (rc *Reconciler) Plan(ctx context.Context) *PassResult {
 type planned struct {
 	failed   map[string]bool
 	inv      *Inventory
-	restarts map[string]RestartState
+	restarts *RestartBook
 	obs      *Observed
 	observer *Observer
 }
@@ -285,14 +285,13 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 		}
 		prev, err := LoadStatus(rc.statusPath())
 		serr = err
-		p.restarts = restartsFrom(prev)
+		p.restarts = restartBookFrom(prev)
 		if p.obs, err = p.observer.Observe(ctx, pr.Tree, p.inv); err != nil {
 			return nil, err
 		}
 	}
-	p.obs.Restarts = p.restarts
 	in := PlanInput{
-		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv,
+		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv, Restarts: p.restarts,
 		Sources: Sources{Failed: p.failed, Empty: emptySources(pr.Load)},
 		Prune:   rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
 		Now: rc.now(), Backoff: scope.Backoff,
@@ -387,7 +386,7 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		}
 	}
 	ex := &Executor{
-		Runtime: rc.Runtime, Cgroups: rc.Cgroups, Available: obs.Available, StateDir: rc.Opts.StateDir,
+		Runtime: rc.Runtime, Cgroups: rc.Cgroups, StateDir: rc.Opts.StateDir,
 		Workers: rc.workers(), Credentials: creds,
 		SaveInventory: func(inv *Inventory, force bool) error { return inv.Save(rc.inventoryPath(), force) },
 	}
@@ -407,21 +406,19 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		if o.Change == nil || o.Change.Cell == nil || o.Err != nil {
 			continue
 		}
+		c := o.Change.Cell
 		for _, cc := range o.Change.Containers {
 			if cc.Action != ContainerStart {
 				continue
 			}
-			k := o.Change.Cell.Namespace + "/" + cc.ContainerdID
-			rs := restarts[k]
-			rs.Count++
-			rs.LastRestart = now
-			for _, oc := range obs.ContainersOfCell(o.Change.Cell.Namespace, o.Change.Cell.Space, o.Change.Cell.Stack, o.Change.Cell.ID) {
+			var exit uint32
+			for _, oc := range obs.ContainersOfCell(c.Namespace, c.Space, c.Stack, c.ID) {
 				if oc.ID == cc.ContainerdID {
-					rs.LastExitCode = oc.Task.ExitCode
+					exit = oc.Task.ExitCode
 				}
 			}
-			restarts[k] = rs
-			pr.Restarts = append(pr.Restarts, Restart{Cell: o.Change.Key, Container: cc.ID, Policy: containerPolicy(o.Change.Cell, cc.ContainerdID)})
+			restarts.recordRestart(c.Namespace, cc.ContainerdID, exit, now)
+			pr.Restarts = append(pr.Restarts, Restart{Cell: o.Change.Key, Container: cc.ID, Policy: containerPolicy(c, cc.ContainerdID)})
 		}
 	}
 
@@ -438,18 +435,7 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		pr.Err = err
 		final = obs
 	}
-	// A container that has been running for RestartResetAfter starts its
-	// backoff afresh.
-	for ns, cs := range final.Containers {
-		for _, c := range cs {
-			k := ns + "/" + c.ID
-			if rs, ok := restarts[k]; ok && rs.Count > 0 && c.Task.Status == ctr.TaskRunning &&
-				!c.Task.StartedAt.IsZero() && now.Sub(c.Task.StartedAt) >= RestartResetAfter {
-				rs.Count = 0
-				restarts[k] = rs
-			}
-		}
-	}
+	restarts.resetRunning(final, now)
 	pr.Status = &Status{GeneratedAt: rc.now(), Objects: buildStatus(pr.Tree, final, pr.Outcomes, restarts, inv)}
 	pr.Status.Objects = append(pr.Status.Objects, orphanStatus(pr.Plan.Kept, final)...)
 	for _, d := range pr.Diagnostics {

@@ -46,6 +46,10 @@ type Change struct {
 	Kind   string `json:"kind"`
 	Key    string `json:"key"`
 	Action Action `json:"action"`
+	// Phase is the step of the pass the change runs in: "delete Cell" …
+	// "delete Realm" (bottom-up), then "apply Realm" … "apply Cell"
+	// (top-down). Changes of one phase run in parallel (siblings).
+	Phase string `json:"phase"`
 	// Reasons say why, in plain words ("cgroup missing", "memory.max differs").
 	Reasons []string `json:"reasons,omitempty"`
 	// Implied marks an object no manifest declares.
@@ -64,14 +68,25 @@ type Change struct {
 	Record *Record          `json:"-"`
 	// Parent is the key of the parent object ("" for realms).
 	Parent string `json:"-"`
-	// ResourceFiles are the level's cgroup files to (re)write.
-	ResourceFiles []string `json:"resourceFiles,omitempty"`
+	// Delegate are the controllers the level's cgroup is ensured with (set
+	// with StepEnsureCgroup); Writes are its resource files to write, with
+	// the observed and the new value.
+	Delegate []string    `json:"delegate,omitempty"`
+	Writes   []FileWrite `json:"writes,omitempty"`
 	// RootPID is the PID of the running root task of a cell whose root is
 	// kept; new workloads join its namespaces.
 	RootPID uint32 `json:"-"`
 	// Refused says why a desired change cannot be made (a breaking change
 	// the operator must resolve); applying it fails and blocks children.
 	Refused string `json:"refused,omitempty"`
+}
+
+// phaseOf names the phase of a prune (delete) or of a desired object.
+func phaseOf(prune bool, l Level) string {
+	if prune {
+		return "delete " + l.String()
+	}
+	return "apply " + l.String()
 }
 
 // Step is one level operation.

@@ -1,8 +1,6 @@
 package controller
 
 import (
-	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,6 +29,8 @@ type PlanInput struct {
 	Prune bool
 	// AllowEmpty lets an empty desired set prune everything.
 	AllowEmpty bool
+	// Restarts is the restart bookkeeping (nil: none).
+	Restarts *RestartBook
 	// Now is the planner's clock (restart backoff).
 	Now time.Time
 	// Backoff enables restart backoff (the daemon); a single --once pass
@@ -38,8 +38,6 @@ type PlanInput struct {
 	Backoff bool
 }
 
-// baseControllers are delegated on every level (SPEC §3).
-var baseControllers = []string{"cpu", "io", "memory", "pids"}
 
 // ComputePlan is the planner: a pure function of its input. Changes come in
 // execution order: deletes bottom-up (cells, stacks, spaces, realms), then
@@ -51,6 +49,10 @@ func ComputePlan(in PlanInput) *Plan {
 		desired = append(desired, planRealm(in, r))
 	}
 	p.Changes = append(planPrune(in, p, desired), desired...)
+	for i := range p.Changes[len(p.Changes)-len(desired):] {
+		ch := &p.Changes[len(p.Changes)-len(desired)+i]
+		ch.Phase = phaseOf(false, ch.Level)
+	}
 	for _, r := range in.Desired.Realms {
 		for _, s := range r.Spaces {
 			p.Changes = append(p.Changes, planSpace(in, s))
@@ -71,141 +73,6 @@ func ComputePlan(in PlanInput) *Plan {
 		}
 	}
 	return p
-}
-
-// WantedControllers is the set a level asks to delegate: cpu, io, memory,
-// pids, plus cpuset when its resources pin cpus or mems, or every controller
-// the host has for a nested cgroup runtime.
-func WantedControllers(res *v1beta1.Resources, nested bool, available []string) []string {
-	if nested {
-		return slices.Clone(available)
-	}
-	want := slices.Clone(baseControllers)
-	if res != nil && res.CPU != nil && (res.CPU.Cpus != "" || res.CPU.Mems != "") {
-		want = append(want, "cpuset")
-	}
-	sort.Strings(want)
-	return want
-}
-
-// intersect returns a ∩ b, sorted.
-func intersect(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			out = append(out, x)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// subtract returns a − b, sorted.
-func subtract(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			out = append(out, x)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// planCgroup compares a level cgroup with its desired delegation and
-// resources and returns the steps and reasons to converge it.
-func planCgroup(in PlanInput, path string, res *v1beta1.Resources, nested bool) (steps []Step, reasons, files []string) {
-	obs := in.Observed.Cgroups[path]
-	want := intersect(WantedControllers(res, nested, in.Observed.Available), in.Observed.Available)
-	switch {
-	case !obs.Exists:
-		steps = append(steps, StepEnsureCgroup)
-		reasons = append(reasons, "cgroup missing")
-	case len(subtract(want, obs.Delegated)) > 0:
-		steps = append(steps, StepEnsureCgroup)
-		reasons = append(reasons, "controllers not delegated: "+strings.Join(subtract(want, obs.Delegated), " "))
-	}
-	if files = resourceDiff(in.Observed, path, res); len(files) > 0 {
-		steps = append(steps, StepWriteResources)
-		if obs.Exists {
-			reasons = append(reasons, strings.Join(files, ", ")+" differ")
-		}
-	}
-	return steps, reasons, files
-}
-
-// resourceDiff returns the resource files of res whose observed value does
-// not satisfy the desired one. Files of controllers the host lacks are left
-// out: they cannot be written, and status reports the missing controller.
-func resourceDiff(obs *Observed, path string, res *v1beta1.Resources) []string {
-	st := obs.Cgroups[path]
-	var files []string
-	for _, f := range v1beta1.CgroupFiles(res) {
-		if !slices.Contains(obs.Available, f.Controller) {
-			continue
-		}
-		got, ok := st.Files[f.File]
-		if !ok || !v1beta1.CgroupValueEqual(f.File, f.Value, got) {
-			files = append(files, f.File)
-		}
-	}
-	return files
-}
-
-// levelAction turns steps into an action: nothing to do is unchanged; an
-// object that is neither recorded nor present is created; else updated.
-func levelAction(steps []Step, recorded, present bool) Action {
-	switch {
-	case len(steps) == 0:
-		return ActionUnchanged
-	case !recorded && !present:
-		return ActionCreated
-	default:
-		return ActionUpdated
-	}
-}
-
-func planRealm(in PlanInput, r *hierarchy.Realm) Change {
-	ch := Change{Level: LevelRealm, Kind: v1beta1.KindRealm, Key: r.Key(), Realm: r, Implied: r.Implied}
-	ch.Record = in.Inventory.Objects[ch.Key]
-	if rec := ch.Record; rec != nil && rec.Namespace != "" && rec.Namespace != r.Namespace {
-		// Containers cannot move between containerd namespaces; kukeon
-		// calls this a breaking change too. Refuse rather than orphan the
-		// old namespace's containers.
-		ch.Action = ActionUpdated
-		ch.Refused = fmt.Sprintf("containerd namespace changed from %s to %s: remove the realm's manifests and converge (the realm is pruned), then add them back",
-			rec.Namespace, r.Namespace)
-		return ch
-	}
-	nsExists := in.Observed.Namespaces[r.Namespace]
-	if !nsExists {
-		ch.Steps = append(ch.Steps, StepEnsureNamespace)
-		ch.Reasons = append(ch.Reasons, "namespace "+r.Namespace+" missing")
-	}
-	steps, reasons, files := planCgroup(in, r.CgroupPath, r.Resources, false)
-	ch.ResourceFiles = files
-	ch.Steps = append(ch.Steps, steps...)
-	ch.Reasons = append(ch.Reasons, reasons...)
-	ch.Action = levelAction(ch.Steps, ch.Record != nil, nsExists || in.Observed.Cgroups[r.CgroupPath].Exists)
-	return ch
-}
-
-func planSpace(in PlanInput, s *hierarchy.Space) Change {
-	ch := Change{Level: LevelSpace, Kind: v1beta1.KindSpace, Key: s.Key(), Space: s, Implied: s.Implied,
-		Parent: hierarchy.RealmKey(s.Realm)}
-	ch.Record = in.Inventory.Objects[ch.Key]
-	ch.Steps, ch.Reasons, ch.ResourceFiles = planCgroup(in, s.CgroupPath, s.Resources, false)
-	ch.Action = levelAction(ch.Steps, ch.Record != nil, in.Observed.Cgroups[s.CgroupPath].Exists)
-	return ch
-}
-
-func planStack(in PlanInput, st *hierarchy.Stack) Change {
-	ch := Change{Level: LevelStack, Kind: v1beta1.KindStack, Key: st.Key(), Stack: st, Implied: st.Implied,
-		Parent: hierarchy.SpaceKey(st.Realm, st.Space)}
-	ch.Record = in.Inventory.Objects[ch.Key]
-	ch.Steps, ch.Reasons, ch.ResourceFiles = planCgroup(in, st.CgroupPath, st.Resources, false)
-	ch.Action = levelAction(ch.Steps, ch.Record != nil, in.Observed.Cgroups[st.CgroupPath].Exists)
-	return ch
 }
 
 // isAncestor reports whether a is a strict ancestor of b.

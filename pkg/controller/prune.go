@@ -194,7 +194,7 @@ func planPrune(in PlanInput, p *Plan, desired []Change) []Change {
 
 // pruneChange is the delete of a recorded object.
 func pruneChange(in PlanInput, lvl Level, k string, rec *Record) Change {
-	ch := Change{Level: lvl, Kind: rec.Kind, Key: k, Action: ActionDeleted, Record: rec,
+	ch := Change{Level: lvl, Kind: rec.Kind, Key: k, Action: ActionDeleted, Record: rec, Phase: phaseOf(true, lvl),
 		Reasons: []string{"no longer declared"}}
 	switch lvl {
 	case LevelRealm:

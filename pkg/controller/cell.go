@@ -25,31 +25,19 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 	ch = Change{Level: LevelCell, Kind: v1beta1.KindCell, Key: c.Key(), Cell: c,
 		Parent: hierarchy.StackKey(c.Realm, c.Space, c.Stack)}
 	ch.Record = in.Inventory.Objects[ch.Key]
-
-	observed := map[string]ctr.Container{}
-	for _, oc := range in.Observed.ContainersOfCell(c.Namespace, c.Space, c.Stack, c.ID) {
-		observed[oc.ID] = oc
-	}
-	if rec := ch.Record; rec != nil && rec.CellID != "" && rec.CellID != c.ID {
-		// spec.id changed: the containers under the old id are this cell's
-		// too, and go (the new ids do not match them).
-		for _, oc := range in.Observed.ContainersOfCell(c.Namespace, c.Space, c.Stack, rec.CellID) {
-			observed[oc.ID] = oc
-		}
-	}
+	v := assessCell(c, in.Observed, ch.Record, in.Restarts, in.Now, in.Backoff)
+	observed := v.Observed
 	desiredIDs := map[string]bool{}
 	for _, dc := range c.Containers {
 		desiredIDs[dc.ContainerdID] = true
 	}
 
-	if c.AutoDelete && ch.Record != nil && ch.Record.Completed != "" && ch.Record.Completed == CellFingerprint(c) {
-		// Ran to completion and was removed: stays removed until its
-		// spec changes.
+	if v.CompletedBefore {
 		ch.Action = ActionUnchanged
 		ch.Reasons = []string{"completed"}
 		return ch, 0
 	}
-	if c.AutoDelete && completed(c, observed) {
+	if c.AutoDelete && v.Completed {
 		ch.Action = ActionDeleted
 		ch.Reasons = []string{"completed (autoDelete)"}
 		ch.Steps = []Step{StepDeleteCgroup}
@@ -60,20 +48,21 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 		sortDeletes(ch.Containers)
 		return ch, 0
 	}
-	ch.Steps, ch.Reasons, ch.ResourceFiles = planCgroup(in, c.CgroupPath, c.Resources, c.NestedCgroupRuntime)
+	planCgroup(in, &ch, c.CgroupPath, c.Resources, c.NestedCgroupRuntime)
 
-	root, rootSeen := observed[c.Root.ContainerdID]
+	root := v.Containers[0]
 	rootReason := ""
-	switch {
-	case !rootSeen:
+	switch root.Verdict {
+	case VerdictMissing:
 		rootReason = "root container missing"
-	case root.Labels[ctr.LabelSpecHash] != c.Root.SpecHash:
+	case VerdictSpecChanged:
 		rootReason = "root container spec changed"
 		if f := changedFields(ch.Record, c.Root); len(f) > 0 {
 			rootReason += " (" + strings.Join(f, ", ") + ")"
 		}
-	case root.Task.Status != ctr.TaskRunning:
-		rootReason = fmt.Sprintf("root container %s", taskWords(root.Task))
+	case VerdictRunning:
+	default:
+		rootReason = fmt.Sprintf("root container %s", taskWords(root.Observed.Task))
 	}
 
 	if rootReason != "" {
@@ -99,54 +88,49 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 					Root: observed[id].Labels[ctr.LabelContainerType] == "root", Action: ContainerDelete, Reason: "no longer declared"})
 			}
 		}
-		for _, dc := range c.Containers {
+		for _, cv := range v.Containers {
 			a := ContainerRecreate
-			if _, ok := observed[dc.ContainerdID]; !ok {
+			if cv.Verdict == VerdictMissing {
 				a = ContainerCreate
 			}
-			ch.Containers = append(ch.Containers, ContainerChange{ID: dc.Spec.ID, ContainerdID: dc.ContainerdID,
-				Root: dc.Root, Action: a})
+			ch.Containers = append(ch.Containers, ContainerChange{ID: cv.Desired.Spec.ID, ContainerdID: cv.Desired.ContainerdID,
+				Root: cv.Desired.Root, Action: a})
 		}
 		return ch, 0
 	}
 
-	ch.RootPID = root.Task.PID
+	ch.RootPID = root.Observed.Task.PID
 	for _, id := range sortedKeys(observed) {
 		if !desiredIDs[id] {
 			ch.Containers = append(ch.Containers, ContainerChange{ID: containerShortID(id), ContainerdID: id,
 				Action: ContainerDelete, Reason: "no longer declared"})
 		}
 	}
-	for _, dc := range c.Containers[1:] {
-		oc, ok := observed[dc.ContainerdID]
+	for _, cv := range v.Containers[1:] {
+		dc := cv.Desired
 		cc := ContainerChange{ID: dc.Spec.ID, ContainerdID: dc.ContainerdID}
-		switch {
-		case !ok:
-			cc.Action = ContainerCreate
-			cc.Reason = "missing"
-		case oc.Labels[ctr.LabelSpecHash] != dc.SpecHash:
-			cc.Action = ContainerRecreate
-			cc.Reason = "spec changed"
+		switch cv.Verdict {
+		case VerdictMissing:
+			cc.Action, cc.Reason = ContainerCreate, "missing"
+		case VerdictSpecChanged:
+			cc.Action, cc.Reason = ContainerRecreate, "spec changed"
 			cc.Fields = changedFields(ch.Record, dc)
-		case oc.Task.Status != ctr.TaskRunning:
-			restart, after := shouldRestart(in, c, dc, oc)
-			if after > 0 && (wait == 0 || after < wait) {
+		case VerdictStart, VerdictRestart:
+			cc.Action, cc.Reason = ContainerStart, taskWords(cv.Observed.Task)
+		case VerdictBackoff:
+			if after := cv.NextRestart.Sub(in.Now); wait == 0 || after < wait {
 				wait = after
 			}
-			if !restart {
-				break
+		case VerdictRunning:
+			if !labelsMatch(cv.Observed.Labels, c.Labels) {
+				cc.Action, cc.Reason = ContainerRelabel, "labels changed"
 			}
-			cc.Action = ContainerStart
-			cc.Reason = taskWords(oc.Task)
-		case !labelsMatch(oc.Labels, c.Labels):
-			cc.Action = ContainerRelabel
-			cc.Reason = "labels changed"
 		}
 		if cc.Action != "" {
 			ch.Containers = append(ch.Containers, cc)
 		}
 	}
-	if !labelsMatch(root.Labels, c.Labels) {
+	if !labelsMatch(root.Observed.Labels, c.Labels) {
 		ch.Containers = append(ch.Containers, ContainerChange{ID: c.Root.Spec.ID, ContainerdID: c.Root.ContainerdID,
 			Root: true, Action: ContainerRelabel, Reason: "labels changed"})
 	}
@@ -156,35 +140,6 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 		ch.Action = ActionUnchanged
 	}
 	return ch, wait
-}
-
-// shouldRestart applies the restart policy to a workload whose task is not
-// running. A task that was created but never started, or that vanished
-// (containerd restarted), is always started: the policy is about exits.
-// With backoff, a restart that is due later returns false and the wait.
-func shouldRestart(in PlanInput, c *hierarchy.Cell, dc *hierarchy.Container, oc ctr.Container) (bool, time.Duration) {
-	if oc.Task.Status != ctr.TaskStopped {
-		return true, 0
-	}
-	rs := in.Observed.Restarts[c.Namespace+"/"+dc.ContainerdID]
-	switch dc.Spec.RestartPolicy {
-	case v1beta1.RestartAlways:
-	case v1beta1.RestartOnFailure:
-		if oc.Task.ExitCode == 0 || int64(rs.Count) >= *dc.Spec.RestartMaxRetries {
-			return false, 0
-		}
-	default:
-		return false, 0
-	}
-	if !in.Backoff {
-		return true, 0
-	}
-	base := time.Duration(*dc.Spec.RestartBackoffSeconds) * time.Second
-	next := rs.LastRestart.Add(RestartDelay(base, rs.Count))
-	if rs.Count == 0 || !in.Now.Before(next) {
-		return true, 0
-	}
-	return false, next.Sub(in.Now)
 }
 
 func taskWords(t ctr.Task) string {
@@ -290,21 +245,3 @@ func CellFingerprint(c *hierarchy.Cell) string {
 	return b.String()
 }
 
-// completed reports whether every workload of the cell exited cleanly
-// (code 0) from the spec that is desired now, with the root still running:
-// what kukeon calls an Exited cell, the trigger of autoDelete. A policy that
-// restarts clean exits (always) never completes.
-func completed(c *hierarchy.Cell, observed map[string]ctr.Container) bool {
-	root, ok := observed[c.Root.ContainerdID]
-	if !ok || root.Task.Status != ctr.TaskRunning || len(c.Containers) < 2 {
-		return false
-	}
-	for _, dc := range c.Containers[1:] {
-		oc, ok := observed[dc.ContainerdID]
-		if !ok || oc.Labels[ctr.LabelSpecHash] != dc.SpecHash || oc.Task.Status != ctr.TaskStopped ||
-			oc.Task.ExitCode != 0 || dc.Spec.RestartPolicy == v1beta1.RestartAlways {
-			return false
-		}
-	}
-	return true
-}
