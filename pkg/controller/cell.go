@@ -244,4 +244,3 @@ func CellFingerprint(c *hierarchy.Cell) string {
 	}
 	return b.String()
 }
-

@@ -38,7 +38,6 @@ type PlanInput struct {
 	Backoff bool
 }
 
-
 // ComputePlan is the planner: a pure function of its input. Changes come in
 // execution order: deletes bottom-up (cells, stacks, spaces, realms), then
 // creates and updates top-down (realms, spaces, stacks, cells).
