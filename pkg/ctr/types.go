@@ -177,3 +177,28 @@ type FileValue struct {
 	File  string
 	Value string
 }
+
+// Usage is what the processes of a cgroup and all its descendants use, as
+// the kernel accounts it (Cgroups.Stat). A value whose controller is not
+// enabled in the group reads as zero: memory and OOM kills need memory,
+// Pids needs pids, IO needs io, CPUThrottledUsec needs cpu. CPUUsec is
+// accounted in every cgroup v2 group.
+type Usage struct {
+	// MemoryBytes is memory.current: the memory charged to the group now.
+	MemoryBytes uint64
+	// SwapBytes is memory.swap.current.
+	SwapBytes uint64
+	// OOMKills is oom_kill of memory.events: processes the OOM killer
+	// ended under this group's limits, since the group was created.
+	OOMKills uint64
+	// CPUUsec is usage_usec of cpu.stat: CPU time used since creation.
+	CPUUsec uint64
+	// CPUThrottledUsec is throttled_usec of cpu.stat: time held back by
+	// cpu.max.
+	CPUThrottledUsec uint64
+	// Pids is pids.current: processes and threads in the group now.
+	Pids uint64
+	// IOReadBytes and IOWriteBytes sum rbytes and wbytes of io.stat over
+	// the devices.
+	IOReadBytes, IOWriteBytes uint64
+}
