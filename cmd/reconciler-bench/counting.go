@@ -152,6 +152,11 @@ func (g countingCgroups) Remove(group string) error {
 	return g.inner.Remove(group)
 }
 
+func (g countingCgroups) Stat(group string) (ctr.Usage, error) {
+	g.calls.add("Stat")
+	return g.inner.Stat(group)
+}
+
 func (g countingCgroups) Writes() int64 { return g.inner.Writes() }
 
 // callSummary reduces a tally to the counters the scenario reports.

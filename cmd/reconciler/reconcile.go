@@ -150,6 +150,9 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		// The daemon never waits for readiness inside a pass: exits come
 		// back as events and are handled by their own reconciles.
 		rc.Opts.Timeout = 0
+		// Its full passes record each object's cgroup usage (status and
+		// the reconciler_cgroup_* gauges).
+		rc.Opts.Usage = true
 		return runDaemon(ctx, rc, &f, stdout, stderr)
 	}
 	if f.dryRun {

@@ -27,6 +27,9 @@ type Options struct {
 	Workers    int
 	// Timeout bounds the readiness wait after apply (0: no wait).
 	Timeout time.Duration
+	// Usage reads every object's cgroup usage into status at the end of a
+	// full pass (a cgroup Stat per object).
+	Usage bool
 	// PruneGrace defers deleting objects that are no longer declared until
 	// no manifest file or directory has changed for this long (0: no
 	// grace). A file in the middle of a rewrite is not intent.
@@ -440,6 +443,9 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	pr.Status.Objects = append(pr.Status.Objects, orphanStatus(pr.Plan.Kept, final)...)
 	for _, d := range pr.Diagnostics {
 		pr.Status.Diagnostics = append(pr.Status.Diagnostics, d.String())
+	}
+	if rc.Opts.Usage && scope.Only == nil {
+		rc.readUsage(pr.Status)
 	}
 	pr.NotReady = notReady(pr.Status, rc.Opts.StateDir)
 	pr.Status.Pass = PassSummary{StartedAt: pr.StartedAt, Duration: rc.now().Sub(pr.StartedAt).Round(time.Millisecond).String(),

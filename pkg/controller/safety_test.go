@@ -335,3 +335,23 @@ func TestOnlyPositivelyUndeclaredObjectsArePruned(t *testing.T) {
 		e.assertConverged()
 	})
 }
+
+func TestStatusCarriesEachLevelsCgroupUsage(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.rc.Opts.Usage = true
+	e.pass()
+	e.cg.SetFile("/kukeon/lab/web/blog/frontend", "memory.current", "8192")
+	pr := e.pass()
+	st := cellOf(pr.Status, "Cell lab/web/blog/frontend")
+	if st.Usage == nil || st.Usage.MemoryBytes != 8192 {
+		t.Fatalf("frontend usage = %+v, want memory 8192", st.Usage)
+	}
+	if st := cellOf(pr.Status, "Realm lab"); st.Usage == nil {
+		t.Error("the realm has no usage")
+	}
+	e.rc.Opts.Usage = false
+	if st := cellOf(e.pass().Status, "Cell lab/web/blog/frontend"); st.Usage != nil {
+		t.Error("usage read with Options.Usage off")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
@@ -76,6 +77,22 @@ type ObjectStatus struct {
 	Controllers        []string          `json:"controllers"`
 	MissingControllers []string          `json:"missingControllers,omitempty"`
 	Containers         []ContainerStatus `json:"containers,omitempty"`
+	// Usage is the cgroup's usage at the end of the pass (full daemon
+	// passes and --once; see Options.Usage).
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage is what a level cgroup uses now (memory.current, pids.current) and
+// has used since it was created (cpu.stat).
+type Usage struct {
+	MemoryBytes      uint64 `json:"memoryBytes"`
+	SwapBytes        uint64 `json:"swapBytes,omitempty"`
+	OOMKills         uint64 `json:"oomKills,omitempty"`
+	CPUUsec          uint64 `json:"cpuUsec"`
+	CPUThrottledUsec uint64 `json:"cpuThrottledUsec,omitempty"`
+	Pids             uint64 `json:"pids"`
+	IOReadBytes      uint64 `json:"ioReadBytes,omitempty"`
+	IOWriteBytes     uint64 `json:"ioWriteBytes,omitempty"`
 }
 
 // ContainerStatus is the status of one container of a cell.
@@ -305,4 +322,33 @@ func stateWords(cs ContainerStatus) string {
 		return "not started"
 	}
 	return cs.State
+}
+
+// readUsage fills the usage of every object whose cgroup exists, reading
+// up to Workers cgroups at once. A group that vanished meanwhile has none;
+// another failure is the object's status message.
+func (rc *Reconciler) readUsage(st *Status) {
+	sem := make(chan struct{}, rc.workers())
+	var wg sync.WaitGroup
+	for i := range st.Objects {
+		o := &st.Objects[i]
+		if o.CgroupPath == "" || o.State == StateCompleted || o.State == StatePending && o.Reason == "CgroupMissing" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			u, err := rc.Cgroups.Stat(o.CgroupPath)
+			switch {
+			case errors.Is(err, ctr.ErrNotFound):
+			case err != nil:
+				o.Message = strings.TrimPrefix(o.Message+"; ", "; ") + fmt.Sprintf("read usage of %s: %v", o.CgroupPath, err)
+			default:
+				o.Usage = &Usage{MemoryBytes: u.MemoryBytes, SwapBytes: u.SwapBytes, OOMKills: u.OOMKills, CPUUsec: u.CPUUsec,
+					CPUThrottledUsec: u.CPUThrottledUsec, Pids: u.Pids, IOReadBytes: u.IOReadBytes, IOWriteBytes: u.IOWriteBytes}
+			}
+		}()
+	}
+	wg.Wait()
 }
