@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -105,6 +106,9 @@ func runDaemon(ctx context.Context, rc *controller.Reconciler, f *reconcileFlags
 					counts[[2]string{o.Kind, o.State}]++
 				}
 				m.SetObjectStates(counts)
+				if full {
+					m.SetCgroupUsage(cgroupUsage(pr.Status))
+				}
 			}
 			if full && pr.Err == nil {
 				if pr.OK() {
@@ -139,4 +143,20 @@ func levelName(l controller.Level) string {
 	default:
 		return "cell"
 	}
+}
+
+// cgroupUsage turns the usage in a status into gauge values, naming each
+// object by its realm, space, stack and cell.
+func cgroupUsage(st *controller.Status) []metrics.CgroupUsage {
+	var out []metrics.CgroupUsage
+	for _, o := range st.Objects {
+		if o.Usage == nil {
+			continue
+		}
+		_, path, _ := strings.Cut(o.Key, " ")
+		parts := append(strings.SplitN(path, "/", 4), "", "", "")
+		out = append(out, metrics.CgroupUsage{Realm: parts[0], Space: parts[1], Stack: parts[2], Cell: parts[3],
+			MemoryBytes: o.Usage.MemoryBytes, CPUUsec: o.Usage.CPUUsec, Pids: o.Usage.Pids})
+	}
+	return out
 }
