@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,7 +58,7 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 	case VerdictSpecChanged:
 		rootReason = "root container spec changed"
 		if f := changedFields(ch.Record, c.Root); len(f) > 0 {
-			rootReason += " (" + strings.Join(f, ", ") + ")"
+			rootReason += " (" + joinDiffs(f) + ")"
 		}
 	case VerdictRunning:
 	default:
@@ -114,7 +114,10 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 			cc.Action, cc.Reason = ContainerCreate, "missing"
 		case VerdictSpecChanged:
 			cc.Action, cc.Reason = ContainerRecreate, "spec changed"
-			cc.Fields = changedFields(ch.Record, dc)
+			cc.Diffs = changedFields(ch.Record, dc)
+			for _, d := range cc.Diffs {
+				cc.Fields = append(cc.Fields, d.Field)
+			}
 		case VerdictStart, VerdictRestart:
 			cc.Action, cc.Reason = ContainerStart, taskWords(cv.Observed.Task)
 		case VerdictBackoff:
@@ -194,10 +197,22 @@ func isManagedLabel(k string) bool {
 		strings.HasPrefix(k, "io.containerd.")
 }
 
-// changedFields names the top-level container fields that differ between
-// the spec recorded at creation and the desired one. It returns nil when the
-// record has no spec (created by an older version or adopted).
-func changedFields(rec *Record, dc *hierarchy.Container) []string {
+// FieldDiff is one top-level container field that differs between the
+// spec a container was created from and the desired one.
+type FieldDiff struct {
+	Field string `json:"field"`
+	Old   string `json:"old"`
+	New   string `json:"new"`
+}
+
+func (d FieldDiff) String() string { return d.Field + " " + d.Old + " → " + d.New }
+
+// changedFields returns the fields that differ between the spec recorded at
+// creation and the desired one, with old and new values (lists of strings
+// as the elements removed and added; secrets and credentials redacted). It
+// returns nil when the record has no spec (created by an older version, or
+// adopted).
+func changedFields(rec *Record, dc *hierarchy.Container) []FieldDiff {
 	if rec == nil || rec.Containers[dc.ContainerdID] == nil || len(rec.Containers[dc.ContainerdID].Spec) == 0 {
 		return nil
 	}
@@ -205,8 +220,10 @@ func changedFields(rec *Record, dc *hierarchy.Container) []string {
 	if json.Unmarshal(rec.Containers[dc.ContainerdID].Spec, &old) != nil {
 		return nil
 	}
-	b, _ := json.Marshal(dc.Spec)
-	_ = json.Unmarshal(b, &cur)
+	b, err := json.Marshal(dc.Spec)
+	if err != nil || json.Unmarshal(b, &cur) != nil {
+		return nil
+	}
 	keys := map[string]bool{}
 	for k := range old {
 		keys[k] = true
@@ -214,14 +231,70 @@ func changedFields(rec *Record, dc *hierarchy.Container) []string {
 	for k := range cur {
 		keys[k] = true
 	}
-	var out []string
-	for k := range keys {
-		if compactJSON(old[k]) != compactJSON(cur[k]) {
-			out = append(out, k)
+	var out []FieldDiff
+	for _, k := range sortedKeys(keys) {
+		o, n := compactJSON(old[k]), compactJSON(cur[k])
+		if o == n {
+			continue
+		}
+		d := FieldDiff{Field: k, Old: o, New: n}
+		if os, ns, ok := stringLists(old[k], cur[k]); ok {
+			d.Old, d.New = listDelta(os, ns)
+		}
+		if sensitive(k) {
+			d.Old, d.New = redacted, redacted
+		}
+		if d.Old == "" {
+			d.Old = "(unset)"
+		}
+		if d.New == "" {
+			d.New = "(unset)"
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+const redacted = "(redacted)"
+
+// sensitive reports whether a field carries secret values.
+func sensitive(field string) bool {
+	f := strings.ToLower(field)
+	return strings.Contains(f, "secret") || strings.Contains(f, "password") || strings.Contains(f, "token") || strings.Contains(f, "credential")
+}
+
+// stringLists decodes two JSON values as lists of strings (null is empty).
+func stringLists(a, b json.RawMessage) (x, y []string, ok bool) {
+	dec := func(m json.RawMessage) ([]string, bool) {
+		if len(m) == 0 || string(m) == "null" {
+			return nil, true
+		}
+		var l []string
+		return l, json.Unmarshal(m, &l) == nil
+	}
+	x, okA := dec(a)
+	y, okB := dec(b)
+	return x, y, okA && okB
+}
+
+// listDelta renders what a list lost and gained: ["A=1","B=2"] → ["A=2",
+// "B=2"] reads "A=1 → A=2". A reorder alone shows both lists.
+func listDelta(old, cur []string) (string, string) {
+	var lost, gained []string
+	for _, s := range old {
+		if !slices.Contains(cur, s) {
+			lost = append(lost, s)
 		}
 	}
-	sort.Strings(out)
-	return out
+	for _, s := range cur {
+		if !slices.Contains(old, s) {
+			gained = append(gained, s)
+		}
+	}
+	if len(lost) == 0 && len(gained) == 0 {
+		lost, gained = old, cur
+	}
+	return strings.Join(lost, " "), strings.Join(gained, " ")
 }
 
 // compactJSON normalises whitespace: the inventory is written indented.
@@ -243,4 +316,13 @@ func CellFingerprint(c *hierarchy.Cell) string {
 		b.WriteByte(';')
 	}
 	return b.String()
+}
+
+// joinDiffs renders diffs as "env A=1 → A=2; image a → b".
+func joinDiffs(ds []FieldDiff) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.String()
+	}
+	return strings.Join(parts, "; ")
 }

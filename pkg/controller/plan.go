@@ -119,7 +119,10 @@ type ContainerChange struct {
 	Root         bool            `json:"root,omitempty"`
 	Action       ContainerAction `json:"action"`
 	Reason       string          `json:"reason,omitempty"`
-	Fields       []string        `json:"fields,omitempty"`
+	// Fields name the container fields whose change forces the recreate;
+	// Diffs carry their old and new values.
+	Fields []string    `json:"fields,omitempty"`
+	Diffs  []FieldDiff `json:"diffs,omitempty"`
 }
 
 // Plan is the ordered list of changes of one pass. Unchanged objects are
@@ -248,9 +251,12 @@ func (c *Change) Describe() string {
 	case ActionUpdated:
 		for _, cc := range c.Containers {
 			s := fmt.Sprintf("container %s %s", cc.ID, pastTense(cc.Action))
-			if len(cc.Fields) > 0 {
+			switch {
+			case len(cc.Diffs) > 0:
+				s += " (" + joinDiffs(cc.Diffs) + ")"
+			case len(cc.Fields) > 0:
 				s += " (" + strings.Join(cc.Fields, ", ") + ")"
-			} else if cc.Reason != "" {
+			case cc.Reason != "":
 				s += " (" + cc.Reason + ")"
 			}
 			parts = append(parts, s)

@@ -355,3 +355,27 @@ func TestStatusCarriesEachLevelsCgroupUsage(t *testing.T) {
 		t.Error("usage read with Options.Usage off")
 	}
 }
+
+func TestFieldDiffsShowOldAndNewValues(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		old, cur []string
+		want     [2]string
+	}{
+		{"a changed entry", []string{"A=1", "B=2"}, []string{"A=2", "B=2"}, [2]string{"A=1", "A=2"}},
+		{"an added entry", []string{"A=1"}, []string{"A=1", "C=3"}, [2]string{"", "C=3"}},
+		{"a reorder", []string{"a", "b"}, []string{"b", "a"}, [2]string{"a b", "b a"}},
+	} {
+		if o, n := listDelta(tt.old, tt.cur); o != tt.want[0] || n != tt.want[1] {
+			t.Errorf("%s: listDelta = %q → %q, want %q → %q", tt.name, o, n, tt.want[0], tt.want[1])
+		}
+	}
+	for _, f := range []string{"password", "registryPassword", "secrets", "apiToken"} {
+		if !sensitive(f) {
+			t.Errorf("%s is not redacted", f)
+		}
+	}
+	if sensitive("env") || sensitive("image") {
+		t.Error("env or image is redacted")
+	}
+}

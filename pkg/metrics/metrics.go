@@ -191,7 +191,7 @@ var objectLabels = []string{"realm", "space", "stack", "cell"}
 // CgroupUsage is one object's cgroup usage for SetCgroupUsage.
 type CgroupUsage struct {
 	// Realm, Space, Stack, Cell name the object ("" below its level).
-	Realm, Space, Stack, Cell string
+	Realm, Space, Stack, Cell  string
 	MemoryBytes, CPUUsec, Pids uint64
 }
 

@@ -297,7 +297,7 @@ func TestLabConverges(t *testing.T) {
 	t.Run("an env edit recreates that container only", func(t *testing.T) {
 		h.edit("cells.yaml", "MODE=prod", "MODE=staging")
 		out := h.mustRun(3, "--once", "--dry-run")
-		if !strings.Contains(out, "container httpd recreated (env)") {
+		if !strings.Contains(out, "container httpd recreated (env MODE=prod → MODE=staging)") {
 			t.Errorf("dry run does not name the env change:\n%s", out)
 		}
 		h.mustRun(0, "--once")
