@@ -32,6 +32,10 @@ type Daemon struct {
 	ShutdownGrace time.Duration
 	// OnPass, when set, is called after every pass (metrics, health).
 	OnPass func(pr *PassResult, full bool, queueDepth int)
+	// OnConnection, when set, is called from the event feed as soon as
+	// Events says containerd's connection was lost (false) or is back
+	// (true); a pass may be running meanwhile.
+	OnConnection func(up bool)
 
 	q     *queue
 	mu    sync.Mutex
@@ -129,9 +133,15 @@ func (d *Daemon) feed(ctx context.Context, resync time.Duration) {
 				events = nil
 				continue
 			}
-			if ev.Kind == ctr.EventReconnected {
-				log.Info("containerd connection re-established")
-				d.q.Add(FullPass)
+			if ev.Kind == ctr.EventDisconnected || ev.Kind == ctr.EventReconnected {
+				up := ev.Kind == ctr.EventReconnected
+				if d.OnConnection != nil {
+					d.OnConnection(up)
+				}
+				if up {
+					log.Info("containerd connection re-established")
+					d.q.Add(FullPass)
+				}
 				continue
 			}
 			d.mu.Lock()

@@ -158,8 +158,14 @@ type EventKind string
 const (
 	EventTaskExit        EventKind = "task-exit"
 	EventContainerDelete EventKind = "container-delete"
+	// EventDisconnected is sent once as soon as the event stream breaks
+	// (containerd died or its socket went away), and at start when
+	// containerd cannot be reached: events are lost until the matching
+	// EventReconnected. Consumers should consider containerd down.
+	EventDisconnected EventKind = "disconnected"
 	// EventReconnected is sent once after the event stream was re-established
-	// (containerd restarted); consumers should relist everything.
+	// (containerd restarted), always after an EventDisconnected; consumers
+	// should relist everything.
 	EventReconnected EventKind = "reconnected"
 )
 
