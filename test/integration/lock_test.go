@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,12 +15,11 @@ import (
 	"time"
 
 	"github.com/kukeon/reconciler/pkg/controller"
-	"github.com/kukeon/reconciler/pkg/hierarchy"
 	"github.com/kukeon/reconciler/pkg/statedir"
 )
 
-// lockCell is a cell lab/web/blog/<name> whose container app runs command
-// with restartPolicy always.
+// lockCell is a cell lab/web/blog/<name> whose container app runs the
+// shell command given.
 const lockCell = `kind: Cell
 metadata: {name: %s}
 spec:
@@ -35,49 +35,59 @@ spec:
       stopGracePeriodSeconds: 1
 `
 
-// TestLockOnceBesideOnce runs a --once that holds the state dir for its
-// whole --timeout (its container keeps exiting, so the cell never gets
-// ready) and runs others beside it.
+// TestLockOnceBesideOnce holds the state dir lock from the test as a
+// --once in the middle of its pass would (a real one that takes a while
+// cannot be timed: its cell may get ready at any moment) and runs other
+// reconcilers beside it.
 func TestLockOnceBesideOnce(t *testing.T) {
 	h := newHost(t)
-	h.writeFile("slow.yaml", fmt.Sprintf(lockCell, "slow", "exit 1"))
-	first := h.start("--once", "--timeout", "20s")
-	holder := h.waitHolder(first.pid())
-	if holder.Name != "reconciler --once" {
-		t.Errorf("lock file names %q, want reconciler --once", holder.Name)
+	h.writeFile("app.yaml", fmt.Sprintf(lockCell, "app", "exec sleep 3600"))
+	lock, err := statedir.Lock(context.Background(), h.state, "reconciler --once", 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	app := hierarchy.ContainerdID("web", "blog", "slow", "app")
-	waitFor(t, "the first --once created the container", deadline, func() (bool, string) {
-		_, ok := h.tasks(h.ns)[app]
-		return ok, fmt.Sprintf("containers %v", h.tasks(h.ns))
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			if err := lock.Unlock(); err != nil {
+				t.Errorf("unlock: %v", err)
+			}
+		}
 	})
+	holder := h.waitHolder(os.Getpid())
 
-	// A second --once fails at once, naming the first, and changes nothing.
+	// A second --once fails at once, naming the holder, and changes nothing.
 	out := h.mustRun(1, "--once")
 	want := fmt.Sprintf("reconciler: state dir %s is locked by pid %d (reconciler --once since %s)\n",
-		h.state, first.pid(), holder.Since.Format(time.RFC3339))
+		h.state, os.Getpid(), holder.Since.Format(time.RFC3339))
 	if out != want {
 		t.Errorf("second --once: output = %q, want %q", out, want)
 	}
-
 	// A dry run plans beside it.
-	if out, code := h.run("--once", "--dry-run"); code == 1 || strings.Contains(out, "locked") {
-		t.Errorf("dry run beside --once: exit %d, want a plan:\n%s", code, out)
-	}
+	h.mustRun(2, "--once", "--dry-run")
 
-	// --wait-lock waits for the first to end, then converges. The first
-	// keeps waiting on the spec it loaded; the waiter loads the fix.
-	h.writeFile("slow.yaml", fmt.Sprintf(lockCell, "slow", "exec sleep 3600"))
+	// --wait-lock waits for the holder, touching nothing, then converges.
 	waiter := h.start("--once", "--wait-lock", "90s")
 	h.waitOpened(waiter.pid(), filepath.Join(h.state, statedir.FileName))
-	if out, code := first.wait(); code != 1 {
-		t.Errorf("first --once: exit %d, want 1 (its cell never got ready)\n%s", code, out)
+	if got := h.tasks(h.ns); len(got) != 0 {
+		t.Errorf("containers created before the lock was released: %v", got)
+	}
+	released = true
+	if err := lock.Unlock(); err != nil {
+		t.Fatal(err)
 	}
 	if out, code := waiter.wait(); code != 0 {
 		t.Fatalf("--once --wait-lock: exit %d, want 0\n%s", code, out)
 	}
-	if st := cellStatus(h.status(), "slow"); st == nil || st.State != controller.StateReady {
-		t.Errorf("cell slow after the waiter: %+v, want Ready", st)
+	if st := cellStatus(h.status(), "app"); st == nil || st.State != controller.StateReady {
+		t.Errorf("cell app after the waiter: %+v, want Ready", st)
+	}
+	again, err := statedir.Lock(context.Background(), h.state, "test", 0)
+	if err != nil {
+		t.Fatalf("lock after the waiter ended: %v", err)
+	}
+	if err := again.Unlock(); err != nil {
+		t.Fatal(err)
 	}
 }
 
