@@ -24,5 +24,4 @@ import (
 	_ "go.yaml.in/yaml/v3"
 	_ "golang.org/x/sys/unix"
 	_ "golang.org/x/term"
-	_ "sigs.k8s.io/yaml"
 )
