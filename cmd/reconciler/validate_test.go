@@ -93,19 +93,6 @@ func TestValidate(t *testing.T) {
 				}
 			},
 		},
-		{
-			name: "reports a file cut short mid-line and ignores its last document", dir: "cut-short", wantExit: 1,
-			setup: func(t *testing.T, dir string) {
-				whole, err := os.ReadFile(filepath.Join(dir, "cells.txt"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				cut := bytes.LastIndex(whole, []byte("image: docker")) + len("image: docker")
-				if err := os.WriteFile(filepath.Join(dir, "cells.yaml"), whole[:cut], 0o644); err != nil {
-					t.Fatal(err)
-				}
-			},
-		},
 		{name: "accepts kukeon manifests with a warning per ignored field", dir: "kukeon-warnings"},
 		{name: "reads stdin for the path -", dir: "stdin", args: []string{"-"}, stdin: "stdin.yaml", wantExit: 1},
 		{name: "prints JSON with -o json", dir: "json-output", args: []string{"-o", "json", "json-output"}, wantExit: 1},

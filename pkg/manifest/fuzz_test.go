@@ -20,7 +20,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("a: &x [*x, *x]\n"))
 	f.Add([]byte("---\n---\n...\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := decodeSource("f.yaml", data)
+		d := decodeFile("f.yaml", data)
 		lines := lineBreaks(data) + 1
 		check := func(p Position) {
 			if p.File != "f.yaml" {

@@ -118,7 +118,7 @@ func (l *Loader) decodeAll(files []readFile) []*decoded {
 	workers := min(runtime.GOMAXPROCS(0), len(todo))
 	if workers <= 1 {
 		for _, i := range todo {
-			out[i] = decodeSource(files[i].path, files[i].data)
+			out[i] = decodeFile(files[i].path, files[i].data)
 		}
 		return out
 	}
@@ -129,7 +129,7 @@ func (l *Loader) decodeAll(files []readFile) []*decoded {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				out[i] = decodeSource(files[i].path, files[i].data)
+				out[i] = decodeFile(files[i].path, files[i].data)
 			}
 		}()
 	}
