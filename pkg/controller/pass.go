@@ -208,8 +208,8 @@ func (rc *Reconciler) inventoryPath() string {
 func (rc *Reconciler) statusPath() string { return filepath.Join(rc.Opts.StateDir, "status.json") }
 
 // Desired loads the manifests and builds the tree. The returned map holds
-// the sources that failed to load: files and directories, and the files of
-// every manifest error.
+// the files of every manifest error (the loader's failed files and
+// directories are in the result: Result.FailedSource).
 func (rc *Reconciler) Desired() (*manifest.Result, *hierarchy.Tree, []manifest.Diagnostic, map[string]bool) {
 	if rc.Loader == nil {
 		rc.Loader = manifest.NewLoader(manifest.Options{})
@@ -218,11 +218,6 @@ func (rc *Reconciler) Desired() (*manifest.Result, *hierarchy.Tree, []manifest.D
 	tree, hdiags := hierarchy.Build(res.Documents, rc.Opts.Hierarchy)
 	diags := append(append([]manifest.Diagnostic{}, res.Diagnostics...), hdiags...)
 	failed := map[string]bool{}
-	for _, f := range res.Files {
-		if f.Failed {
-			failed[f.Path] = true
-		}
-	}
 	for _, d := range diags {
 		if d.Severity == manifest.SeverityError && d.Position.File != "" {
 			failed[d.Position.File] = true
@@ -295,8 +290,9 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 	}
 	in := PlanInput{
 		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv, Restarts: p.restarts,
-		Sources: Sources{Failed: p.failed, Empty: emptySources(pr.Load)},
-		Prune:   rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
+		Sources:  Sources{Load: pr.Load, Failed: p.failed, Empty: emptySources(pr.Load)},
+		Excluded: pr.Tree.Excluded,
+		Prune:    rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
 		Now: rc.now(), Backoff: scope.Backoff,
 	}
 	if scope.Only == nil && !scope.dryRun && rc.Opts.PruneGrace > 0 && hasUndeclared(pr.Tree, p.inv) {

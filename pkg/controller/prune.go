@@ -2,7 +2,6 @@ package controller
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -10,13 +9,17 @@ import (
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/ctr"
 	"github.com/kukeon/reconciler/pkg/hierarchy"
+	"github.com/kukeon/reconciler/pkg/manifest"
 )
 
 // Sources is what a pass knows of its manifest files, for the prune guard.
 type Sources struct {
-	// Failed are files (or directories: a dangling symlink, an unreadable
-	// directory) that did not load; objects recorded from them, or from
-	// anything under a failed directory, are kept.
+	// Load is what the manifest loader found: its failed files and
+	// directories (a dangling symlink, an unreadable directory) keep the
+	// objects recorded from them or from anything under them.
+	Load *manifest.Result
+	// Failed are the files of manifest errors (an invalid object, a
+	// duplicate): the objects recorded from them are kept too.
 	Failed map[string]bool
 	// Empty are files that exist and declare no objects (0 bytes, only
 	// "---"): a file in the middle of a rewrite, or emptied by mistake.
@@ -27,16 +30,7 @@ type Sources struct {
 
 // failed reports whether path, or a directory above it, failed to load.
 func (s Sources) failed(path string) bool {
-	for p := path; ; {
-		if s.Failed[p] {
-			return true
-		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return false
-		}
-		p = parent
-	}
+	return s.Failed[path] || (s.Load != nil && s.Load.FailedSource(path))
 }
 
 // KeptWhy classifies a recorded object that is no longer declared and was

@@ -15,6 +15,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+
+	"github.com/kukeon/reconciler/pkg/manifest"
 )
 
 func TestAStateFileThatIsNotAnInventoryStopsThePass(t *testing.T) {
@@ -271,7 +273,10 @@ func TestOnlyPositivelyUndeclaredObjectsArePruned(t *testing.T) {
 			in   func(*PlanInput)
 			want string
 		}{
-			{"failed dir", func(in *PlanInput) { in.Sources.Failed = map[string]bool{e.dir: true} }, "failed to load"},
+			{"failed dir", func(in *PlanInput) {
+				in.Sources.Load = &manifest.Result{Files: []manifest.File{{Path: e.dir, Failed: true, Dir: true}}}
+			}, "failed to load"},
+			{"failed file", func(in *PlanInput) { in.Sources.Failed = map[string]bool{filepath.Join(e.dir, "worker.yaml"): true} }, "failed to load"},
 			{"excluded stack", func(in *PlanInput) { in.Excluded = map[string]string{"Stack lab/web/blog": "duplicate"} }, "Stack lab/web/blog is excluded: duplicate"},
 			{"excluded realm", func(in *PlanInput) { in.Excluded = map[string]string{"Realm lab": "namespace clash"} }, "Realm lab is excluded: namespace clash"},
 		} {
@@ -378,4 +383,78 @@ func TestFieldDiffsShowOldAndNewValues(t *testing.T) {
 	if sensitive("env") || sensitive("image") {
 		t.Error("env or image is redacted")
 	}
+}
+
+func TestATypoNeverDeletesRunningCells(t *testing.T) {
+	const other = `kind: Realm
+metadata: {name: b}
+spec: {}
+`
+	const bCell = `kind: Cell
+metadata: {name: b1}
+spec:
+  realmId: b
+  spaceId: sp
+  stackId: st
+  containers:
+    - {id: app, image: docker.io/library/busybox:latest, command: sleep, args: ["3600"]}
+`
+	bRuns := func(e *env) bool {
+		_, ok := e.rt.Spec("b.kukeon.io", "sp_st_b1_app")
+		return ok
+	}
+	t.Run("a realm claiming another realm's namespace keeps its cells", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		// zz-: realm lab (realm.yaml) is declared first and keeps its
+		// namespace; realm b's claim is the error.
+		e.write("zz-b.yaml", other)
+		e.write("b1.yaml", bCell)
+		e.pass()
+		before := e.mutations()
+		e.write("zz-b.yaml", strings.Replace(other, "spec: {}", "spec: {namespace: lab.kukeon.io}", 1))
+		pr := e.rc.Pass(context.Background())
+		if !bRuns(e) {
+			t.Fatal("realm b's cell was pruned for a typo in realm b")
+		}
+		if n := e.mutations() - before; n != 0 {
+			t.Errorf("the typo made %d mutating calls", n)
+		}
+		if st := cellOf(pr.Status, "Cell b/sp/st/b1"); st.State != StateOrphaned || !strings.Contains(st.Message, "kept: ") || !strings.Contains(st.Message, "lab.kukeon.io") {
+			t.Errorf("b1 status = %s %q, want Orphaned naming the namespace clash", st.State, st.Message)
+		}
+		if pr.OK() {
+			t.Error("the pass is OK")
+		}
+	})
+	t.Run("a subdirectory behind a symlink that dangles keeps its cells", func(t *testing.T) {
+		e := newEnv(t)
+		e.lab()
+		sub := filepath.Join(t.TempDir(), "team-b")
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range map[string]string{"b.yaml": other, "b1.yaml": bCell} {
+			if err := os.WriteFile(filepath.Join(sub, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink(sub, filepath.Join(e.dir, "team-b")); err != nil {
+			t.Fatal(err)
+		}
+		e.pass()
+		if !bRuns(e) {
+			t.Fatal("b1 did not start")
+		}
+		if err := os.RemoveAll(sub); err != nil {
+			t.Fatal(err)
+		}
+		pr := e.rc.Pass(context.Background())
+		if !bRuns(e) {
+			t.Fatal("the cells of a dangling symlink's directory were pruned")
+		}
+		if k, _ := keptOf(pr.Plan, "Cell b/sp/st/b1"); !strings.Contains(k.Reason, "failed to load") {
+			t.Errorf("kept = %+v, want kept for the failed source", k)
+		}
+	})
 }
