@@ -107,6 +107,11 @@ func (r countingRuntime) UpdateLabels(ctx context.Context, ns, id string, labels
 	return r.inner.UpdateLabels(ctx, ns, id, labels)
 }
 
+func (r countingRuntime) Preflight(ctx context.Context, ns string, spec ctr.ContainerSpec) error {
+	r.calls.add("Preflight")
+	return r.inner.Preflight(ctx, ns, spec)
+}
+
 // writeCounter is what both cgroup backends report: interface-file writes.
 type writeCounter interface{ Writes() int64 }
 

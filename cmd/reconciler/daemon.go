@@ -77,6 +77,7 @@ func runDaemon(ctx context.Context, rc *controller.Reconciler, f *reconcileFlags
 		},
 		OnPass: func(pr *controller.PassResult, full bool, depth int) {
 			health.Beat()
+			health.SetStateError(pr.StateErr)
 			m.SetQueueDepth(depth)
 			cd.pass(pr.Err == nil || !errors.Is(pr.Err, ctr.ErrUnavailable))
 			result := "success"

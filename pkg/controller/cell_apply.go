@@ -62,11 +62,9 @@ func (e *Executor) applyContainers(ctx context.Context, ch *Change) error {
 		byID[dc.ContainerdID] = dc
 		grace[dc.ContainerdID] = time.Duration(*dc.Spec.StopGracePeriodSeconds) * time.Second
 	}
-	if err := e.deleteContainers(ctx, c.Namespace, ch.Containers, grace); err != nil {
-		return err
-	}
-
-	// Images first, once per reference and pass.
+	// Images first, once per reference and pass; then, before anything
+	// that runs is stopped, everything the new containers need: a recreate
+	// that could not start its new container keeps the old one running.
 	for _, cc := range ch.Containers {
 		dc := byID[cc.ContainerdID]
 		if dc == nil || (cc.Action != ContainerCreate && cc.Action != ContainerRecreate) {
@@ -75,6 +73,18 @@ func (e *Executor) applyContainers(ctx context.Context, ch *Change) error {
 		if err := e.ensureImage(ctx, c.Namespace, dc.Spec.Image, dc.Spec.ImagePullPolicy); err != nil {
 			return err
 		}
+	}
+	for _, cc := range ch.Containers {
+		dc := byID[cc.ContainerdID]
+		if dc == nil || cc.Action != ContainerRecreate {
+			continue
+		}
+		if err := e.Runtime.Preflight(ctx, c.Namespace, e.ContainerSpec(c, dc, 0)); err != nil {
+			return fmt.Errorf("recreate container %s (the running one is kept): %w", dc.ContainerdID, err)
+		}
+	}
+	if err := e.deleteContainers(ctx, c.Namespace, ch.Containers, grace); err != nil {
+		return err
 	}
 
 	rootPID := ch.RootPID

@@ -29,6 +29,10 @@ type Runtime interface {
 	// than a whole namespace: event-driven reconciles use it.
 	ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]ctr.Container, error)
 	UpdateLabels(ctx context.Context, ns, id string, labels map[string]string) error
+	// Preflight checks, changing nothing, what creating spec needs: the
+	// image present and unpacked, the log path writable, no foreign object
+	// under the ID. A recreate calls it before it stops the old container.
+	Preflight(ctx context.Context, ns string, spec ctr.ContainerSpec) error
 }
 
 // Cgroups is what the controller needs of the cgroup v2 tree. *ctr.Cgroups

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,6 +106,9 @@ type PassResult struct {
 	NotReady []string
 	// Err is a pass-level error (containerd unreachable, state unreadable).
 	Err error
+	// StateErr is set when the pass could not write the state dir (the
+	// inventory or status): the daemon is not ready while it is.
+	StateErr error
 	// Restarts are the restarts this pass performed.
 	Restarts []Restart
 }
@@ -392,6 +396,7 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	if pr.Plan.HasChanges() || needsRecord(pr.Plan, inv) {
 		pr.Outcomes, err = ex.Apply(ctx, pr.Plan, inv)
 		if err != nil {
+			pr.StateErr = err
 			pr.Err = fmt.Errorf("state dir %s: %w", rc.Opts.StateDir, err)
 		}
 	} else {
@@ -446,8 +451,11 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	pr.NotReady = notReady(pr.Status, rc.Opts.StateDir)
 	pr.Status.Pass = PassSummary{StartedAt: pr.StartedAt, Duration: rc.now().Sub(pr.StartedAt).Round(time.Millisecond).String(),
 		OK: pr.OK(), Counts: pr.Plan.Counts(), Errors: pr.Errors()}
-	if err := pr.Status.Save(rc.statusPath()); err != nil && pr.Err == nil {
-		pr.Err = err
+	if err := pr.Status.Save(rc.statusPath()); err != nil {
+		pr.StateErr = errors.Join(pr.StateErr, err)
+		if pr.Err == nil {
+			pr.Err = err
+		}
 	}
 	if pr.Err == nil {
 		rc.cache = &passCache{load: pr.Load, tree: pr.Tree, diags: pr.Diagnostics, failed: failed,

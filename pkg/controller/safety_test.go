@@ -458,3 +458,30 @@ spec:
 		}
 	})
 }
+
+func TestARecreateThatCannotStartKeepsTheOldContainer(t *testing.T) {
+	e := newEnv(t)
+	e.lab()
+	e.pass()
+	before, ok := e.rt.Spec("lab.kukeon.io", "web_blog_frontend_httpd")
+	if !ok {
+		t.Fatal("httpd missing")
+	}
+	e.write("frontend.yaml", strings.Replace(frontendCell, "MODE=prod", "MODE=dev", 1))
+	e.rt.FailNext("Preflight", errors.New("log dir not writable"))
+	pr := e.rc.Pass(context.Background())
+	if pr.OK() {
+		t.Fatal("a recreate that failed its preflight is OK")
+	}
+	after, ok := e.rt.Spec("lab.kukeon.io", "web_blog_frontend_httpd")
+	if !ok || !slices.Equal(after.Env, before.Env) {
+		t.Fatalf("httpd = %v (present %v), want the old container kept", after.Env, ok)
+	}
+	if st := cellOf(pr.Status, "Cell lab/web/blog/frontend"); !strings.Contains(st.Message, "the running one is kept") {
+		t.Errorf("status message = %q", st.Message)
+	}
+	e.pass() // the disk is fixed
+	if after, _ := e.rt.Spec("lab.kukeon.io", "web_blog_frontend_httpd"); !slices.Contains(after.Env, "MODE=dev") {
+		t.Errorf("httpd env = %v after the fix, want the recreate done", after.Env)
+	}
+}

@@ -133,9 +133,9 @@ func LoadStatus(path string) (*Status, error) {
 func (s *Status) Save(path string) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("encode status: %w", err)
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return writeStateFile(path, append(b, '\n'))
 }
 
 // buildStatus derives every object's status from the final observation and

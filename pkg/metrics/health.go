@@ -24,6 +24,7 @@ type Health struct {
 	lastBeat      time.Time
 	firstPassDone bool
 	containerdUp  bool
+	stateErr      string
 }
 
 // NewHealth returns a Health that is healthy (its construction counts as the first beat)
@@ -59,6 +60,18 @@ func (h *Health) SetContainerdUp(up bool) {
 	h.containerdUp = up
 }
 
+// SetStateError records whether the last pass could write the state dir
+// (nil: it could). While it cannot, the daemon is not ready: creates and
+// deletes it cannot record are not made.
+func (h *Health) SetStateError(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stateErr = ""
+	if err != nil {
+		h.stateErr = err.Error()
+	}
+}
+
 // Ready reports whether the daemon is ready and, when it is not, why (every unmet
 // condition, joined by "; ").
 func (h *Health) Ready() (bool, string) {
@@ -70,6 +83,9 @@ func (h *Health) Ready() (bool, string) {
 	}
 	if !h.containerdUp {
 		reasons = append(reasons, "containerd unreachable")
+	}
+	if h.stateErr != "" {
+		reasons = append(reasons, "state dir not writable: "+h.stateErr)
 	}
 	if len(reasons) > 0 {
 		return false, strings.Join(reasons, "; ")

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -193,5 +194,19 @@ func TestProbesRejectWrites(t *testing.T) {
 		if rec.Code != http.StatusMethodNotAllowed {
 			t.Errorf("POST %s = %d, want %d", path, rec.Code, http.StatusMethodNotAllowed)
 		}
+	}
+}
+
+func TestAStateDirThatCannotBeWrittenMakesTheDaemonUnready(t *testing.T) {
+	h := NewHealth(0)
+	h.SetFirstPassDone()
+	h.SetContainerdUp(true)
+	h.SetStateError(errors.New("write /var/lib/x/inventory.json: read-only file system"))
+	if ok, why := h.Ready(); ok || !strings.Contains(why, "state dir not writable: write /var/lib/x/inventory.json: read-only file system") {
+		t.Errorf("Ready = %v %q, want unready naming the state dir error", ok, why)
+	}
+	h.SetStateError(nil)
+	if ok, why := h.Ready(); !ok {
+		t.Errorf("Ready = false (%s) after the state dir is writable again", why)
 	}
 }
