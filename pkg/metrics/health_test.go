@@ -1,10 +1,10 @@
 package metrics
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"errors"
 	"strings"
 	"sync"
 	"testing"
