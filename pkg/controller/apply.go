@@ -16,8 +16,8 @@ import (
 
 // Executor applies a Plan. It is the only code with side effects on the host.
 type Executor struct {
-	Runtime Runtime
-	Cgroups Cgroups
+	Runtime RuntimeWriter
+	Cgroups CgroupWriter
 	// StateDir holds logs (StateDir/logs/<namespace>/<containerdID>.log).
 	StateDir string
 	// Workers bounds how many siblings are converged at once.

@@ -145,8 +145,9 @@ func (e *Executor) applyContainers(ctx context.Context, ch *Change) error {
 func (e *Executor) createAndStart(ctx context.Context, cellKey string, c *hierarchy.Cell, dc *hierarchy.Container, rootPID uint32) (uint32, error) {
 	spec := e.ContainerSpec(c, dc, rootPID)
 	err := e.Runtime.CreateContainer(ctx, c.Namespace, spec)
-	if errors.Is(err, ctr.ErrAlreadyExists) {
-		// Left over from an interrupted pass: replace it.
+	if errors.Is(err, ctr.ErrAlreadyExists) && !errors.Is(err, ctr.ErrNotOwned) {
+		// Ours but not observed when the pass planned (a create raced
+		// it): replace it. A foreign object under the ID is never touched.
 		if derr := e.Runtime.DeleteContainer(ctx, c.Namespace, dc.ContainerdID, 0); derr != nil && !errors.Is(derr, ctr.ErrNotFound) {
 			return 0, fmt.Errorf("replace container %s: %w", dc.ContainerdID, derr)
 		}

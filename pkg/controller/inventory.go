@@ -186,7 +186,7 @@ func writeFileAtomic(path string, data []byte) error {
 // and cgroup paths come from the desired tree where it declares the cell,
 // else from the labels (a cell's name defaults to its id). It returns how
 // many containers it found.
-func (inv *Inventory) rebuild(ctx context.Context, rt Runtime, tree *hierarchy.Tree, cgroupRoot string) (int, error) {
+func (inv *Inventory) rebuild(ctx context.Context, rt RuntimeReader, tree *hierarchy.Tree, cgroupRoot string) (int, error) {
 	nss, err := rt.ListNamespaces(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("list namespaces: %w", err)

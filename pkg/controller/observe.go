@@ -70,8 +70,8 @@ func (o *Observed) ContainersOfCell(ns, space, stack, cellID string) []ctr.Conta
 
 // Observer reads the host.
 type Observer struct {
-	Runtime Runtime
-	Cgroups Cgroups
+	Runtime RuntimeReader
+	Cgroups CgroupReader
 	// Workers bounds concurrent reads.
 	Workers int
 }
