@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,12 +15,13 @@ import (
 )
 
 func TestPlannerScaleOnAHundredCells(t *testing.T) {
-	sc := plannerScale(context.Background(), t.TempDir(), 10, 10, 2, t.Logf)
+	sc := scenario{kind: planner, n: 100}.result()
+	(&env{log: io.Discard}).plannerScale(context.Background(), &sc, 100, params{runs: 2})
 	if sc.Error != "" {
 		t.Fatalf("planner scenario failed: %s", sc.Error)
 	}
-	if sc.Name != "planner-scale-100" || sc.Reconciler == nil || sc.Reconciler.Runs != 2 {
-		t.Fatalf("got name %q and reconciler %+v, want planner-scale-100 with 2 runs", sc.Name, sc.Reconciler)
+	if sc.Name != "planner-scale-100" || sc.Title != "planner, 100 cells in 10 files" || sc.Reconciler == nil || sc.Reconciler.Runs != 2 {
+		t.Fatalf("got %q (%q) and reconciler %+v, want planner-scale-100 with 2 runs", sc.Name, sc.Title, sc.Reconciler)
 	}
 	if _, ok := sc.Ratios["yaml-decode"]; !ok {
 		t.Errorf("no ratio against yaml-decode: %+v", sc.Ratios)
@@ -187,14 +191,115 @@ func TestRunRejectsUnknownScenarios(t *testing.T) {
 	}
 }
 
-func TestSteadyNamesFollowTheProfile(t *testing.T) {
-	all := func(string) bool { return true }
-	want := []string{"noop-pass-n50", "footprint-rss-n50", "footprint-cpu-n50", "noop-pass-n200", "change-latency-n200", "crash-restart-n200"}
-	if diff := cmp.Diff(want, fullProfile.steadyNames(all)); diff != "" {
-		t.Errorf("full profile (-want +got):\n%s", diff)
+func names(scs []scenario) []string {
+	var out []string
+	for _, s := range scs {
+		out = append(out, s.result().Name)
 	}
-	crashOnly := func(f string) bool { return f == "crash" }
-	if diff := cmp.Diff([]string{"crash-restart-n20"}, quickProfile.steadyNames(crashOnly)); diff != "" {
-		t.Errorf("quick profile, crash only (-want +got):\n%s", diff)
+	return out
+}
+
+func TestProfilesMeasureTheIssuesScenarios(t *testing.T) {
+	all := func(string) bool { return true }
+	tests := []struct {
+		name  string
+		quick bool
+		want  []string
+	}{
+		{"the quick profile is one of each at small N", true, []string{
+			"cold-converge-n10", "noop-pass-n20", "change-latency-n20", "crash-restart-n20",
+			"planner-scale-1000", "footprint-rss-n20", "footprint-cpu-n20",
+		}},
+		{"the full profile is the issue's sizes", false, []string{
+			"cold-converge-n10", "cold-converge-n20", "cold-converge-n50", "noop-pass-n50", "noop-pass-n200",
+			"change-latency-n200", "crash-restart-n200", "planner-scale-10000", "footprint-rss-n50", "footprint-cpu-n50",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, names(selected(tt.quick, all))); diff != "" {
+				t.Errorf("scenarios (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSelectedKeepsOnlyTheWantedFamilies(t *testing.T) {
+	got := names(selected(true, func(f string) bool { return f == "crash" || f == "planner" }))
+	if diff := cmp.Diff([]string{"crash-restart-n20", "planner-scale-1000"}, got); diff != "" {
+		t.Errorf("quick, crash and planner (-want +got):\n%s", diff)
+	}
+}
+
+func TestRegistryRows(t *testing.T) {
+	seen := map[string]bool{}
+	lastFamily := 0
+	for i, s := range registry {
+		sc := s.result()
+		where := fmt.Sprintf("registry[%d] %s", i, sc.Name)
+		if seen[sc.Name] {
+			t.Errorf("%s: duplicate name", where)
+		}
+		seen[sc.Name] = true
+		f := slices.Index(families, s.kind.family)
+		switch {
+		case f < 0:
+			t.Errorf("%s: family %q is not one of %v", where, s.kind.family, families)
+		case f < lastFamily:
+			t.Errorf("%s: family %q after %q: rows go in the order of families, the order of the results", where, s.kind.family, families[lastFamily])
+		}
+		lastFamily = max(lastFamily, f)
+		if sc.Title == "" || sc.Unit == "" || sc.Target == "" || s.kind.run == nil {
+			t.Errorf("%s: title, unit, target and run are required: %+v", where, sc)
+		}
+		if s.quick == nil && s.full == nil {
+			t.Errorf("%s: in neither profile", where)
+		}
+		for _, p := range []*params{s.quick, s.full} {
+			footprint := s.kind.family == "footprint"
+			if p != nil && (footprint && p.window < time.Second || !footprint && p.runs < 1) {
+				t.Errorf("%s: measures nothing with %+v", where, *p)
+			}
+		}
+		if s.kind == planner && s.n%plannerPerFile != 0 {
+			t.Errorf("%s: %d cells do not fill files of %d", where, s.n, plannerPerFile)
+		}
+	}
+	for _, quick := range []bool{true, false} {
+		for _, f := range families {
+			if len(selected(quick, func(g string) bool { return g == f })) == 0 {
+				t.Errorf("family %s has no scenario in the profile with quick=%v", f, quick)
+			}
+		}
+	}
+}
+
+func TestRunOrderGrowsTheSteadySite(t *testing.T) {
+	all := func(string) bool { return true }
+	tests := []struct {
+		name  string
+		quick bool
+		want  []string
+	}{
+		{"quick", true, []string{
+			"planner-scale-1000", "cold-converge-n10",
+			"noop-pass-n20", "change-latency-n20", "crash-restart-n20", "footprint-rss-n20", "footprint-cpu-n20",
+		}},
+		{"full", false, []string{
+			"planner-scale-10000", "cold-converge-n10", "cold-converge-n20", "cold-converge-n50",
+			"noop-pass-n50", "footprint-rss-n50", "footprint-cpu-n50", "noop-pass-n200", "change-latency-n200", "crash-restart-n200",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scs := selected(tt.quick, all)
+			var got []string
+			for _, i := range runOrder(scs) {
+				got = append(got, scs[i].result().Name)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("run order (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
