@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -301,5 +302,74 @@ func TestRunOrderGrowsTheSteadySite(t *testing.T) {
 				t.Errorf("run order (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestMeasuredSummarizesWhatWasMeasured(t *testing.T) {
+	tests := []struct {
+		name      string
+		rec       []float64
+		baselines map[string][]float64
+		want      Scenario
+	}{
+		{
+			"takes ratios of the medians", []float64{2, 4, 6}, map[string][]float64{"a": {2}, "b": {8, 8}},
+			Scenario{
+				Reconciler: &Stats{Median: 4, Min: 2, Max: 6, Runs: 3},
+				Baselines:  map[string]Stats{"a": {Median: 2, Min: 2, Max: 2, Runs: 1}, "b": {Median: 8, Min: 8, Max: 8, Runs: 2}},
+				Ratios:     map[string]float64{"a": 2, "b": 0.5},
+			},
+		},
+		{
+			"leaves out a baseline without runs", []float64{1}, map[string][]float64{"a": nil},
+			Scenario{Reconciler: &Stats{Median: 1, Min: 1, Max: 1, Runs: 1}},
+		},
+		{
+			"keeps the baselines of a scenario whose reconciler never ran", nil, map[string][]float64{"a": {3}},
+			Scenario{Baselines: map[string]Stats{"a": {Median: 3, Min: 3, Max: 3, Runs: 1}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got Scenario
+			got.measured(tt.rec, tt.baselines)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("measured (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSteadySiteRefusesToShrink(t *testing.T) {
+	e := &env{log: io.Discard, steady: steadySite{site: &site{}, cells: 50}}
+	if _, err := e.steadyAt(context.Background(), 20); err == nil || !strings.Contains(err.Error(), "growing N") {
+		t.Errorf("steadyAt(20) of a 50-cell site: %v, want an error about growing N", err)
+	}
+	s, err := e.steadyAt(context.Background(), 50)
+	if err != nil || s != e.steady.site {
+		t.Errorf("steadyAt(50) of a 50-cell site: %v, %v; want the site", s, err)
+	}
+	e.steady.err = errors.New("once failed")
+	if _, err := e.steadyAt(context.Background(), 50); !errors.Is(err, e.steady.err) {
+		t.Errorf("steadyAt after a failed growth: %v, want that failure", err)
+	}
+}
+
+func TestFootprintScenariosShareOneSampling(t *testing.T) {
+	p := params{window: 10 * time.Second}
+	e := &env{log: io.Discard, footprints: map[footprintKey]*footprint{
+		{20, p.window}: {rss: []float64{30, 31}, rssContainerd: []float64{50}, cpu: []float64{1}, cpuContainerd: []float64{2}, counters: map[string]float64{"windowSeconds": 10}},
+		{50, p.window}: {err: errors.New("daemon exited")},
+	}}
+	rss, cpu := scenario{kind: footprintRSS, n: 20}.result(), scenario{kind: footprintCPU, n: 20}.result()
+	if err := errors.Join(e.footprintRSS(context.Background(), &rss, 20, p), e.footprintCPU(context.Background(), &cpu, 20, p)); err != nil {
+		t.Fatal(err)
+	}
+	if rss.Reconciler.Median != 30.5 || rss.Baselines["containerd"].Median != 50 || cpu.Reconciler.Median != 1 || cpu.Counters["windowSeconds"] != 10 {
+		t.Errorf("got rss %+v %+v, cpu %+v %+v: not the one sampling", rss.Reconciler, rss.Baselines, cpu.Reconciler, cpu.Counters)
+	}
+	failed := scenario{kind: footprintCPU, n: 50}.result()
+	if err := e.footprintCPU(context.Background(), &failed, 50, p); err == nil || failed.Reconciler != nil || len(failed.Notes) > 0 {
+		t.Errorf("footprint of a failed sampling: %v, %+v; want the error and no figures or notes", err, failed)
 	}
 }

@@ -39,8 +39,11 @@ func (e *env) footprintCPU(ctx context.Context, sc *Scenario, n int, p params) e
 	f := e.footprint(ctx, n, p.window)
 	sc.measured(f.cpu, map[string][]float64{"containerd": f.cpuContainerd})
 	sc.Counters = f.counters
+	if err := f.note(sc, n, p.window); err != nil {
+		return err
+	}
 	sc.note("CPU (user+system, 10 ms resolution) as %% of one core over %d equal slices of the window; the mean over the whole window is in the counters", cpuSlices)
-	return f.note(sc, n, p.window)
+	return nil
 }
 
 func (f *footprint) note(sc *Scenario, n int, window time.Duration) error {
