@@ -5,7 +5,6 @@
 package tools
 
 import (
-	_ "github.com/containerd/cgroups/v3/cgroup2"
 	_ "github.com/containerd/containerd/v2/client"
 	_ "github.com/containerd/containerd/v2/core/images/archive"
 	_ "github.com/containerd/containerd/v2/core/remotes/docker"
@@ -25,5 +24,4 @@ import (
 	_ "go.yaml.in/yaml/v3"
 	_ "golang.org/x/sys/unix"
 	_ "golang.org/x/term"
-	_ "sigs.k8s.io/yaml"
 )

@@ -135,3 +135,8 @@ func (g countingCgroups) Remove(group string) error {
 	g.t.add(true)
 	return g.inner.Remove(group)
 }
+
+func (g countingCgroups) Stat(group string) (ctr.Usage, error) {
+	g.t.add(false)
+	return g.inner.Stat(group)
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -57,18 +59,26 @@ func runDaemon(ctx context.Context, rc *controller.Reconciler, f *reconcileFlags
 	if es, ok := rc.Runtime.(eventSource); ok {
 		events = es.Events(ctx)
 	}
+	cd := &containerdState{connected: true, passUp: true, report: func(up bool) {
+		health.SetContainerdUp(up)
+		m.SetContainerdUp(up)
+	}}
 	firstDone := false
 	d := &controller.Daemon{
 		Reconciler: rc,
 		Changes:    w.Changes(),
 		Events:     events,
 		Resync:     f.resync,
+		OnConnection: func(up bool) {
+			if !up {
+				log.Error(ctr.ErrUnavailable, "containerd connection lost")
+			}
+			cd.connection(up)
+		},
 		OnPass: func(pr *controller.PassResult, full bool, depth int) {
 			health.Beat()
 			m.SetQueueDepth(depth)
-			up := pr.Err == nil || !errors.Is(pr.Err, ctr.ErrUnavailable)
-			health.SetContainerdUp(up)
-			m.SetContainerdUp(up)
+			cd.pass(pr.Err == nil || !errors.Is(pr.Err, ctr.ErrUnavailable))
 			result := "success"
 			if !pr.OK() {
 				result = "error"
@@ -105,6 +115,9 @@ func runDaemon(ctx context.Context, rc *controller.Reconciler, f *reconcileFlags
 					counts[[2]string{o.Kind, o.State}]++
 				}
 				m.SetObjectStates(counts)
+				if full {
+					m.SetCgroupUsage(cgroupUsage(pr.Status))
+				}
 			}
 			if full && pr.Err == nil {
 				if pr.OK() {
@@ -128,6 +141,41 @@ func runDaemon(ctx context.Context, rc *controller.Reconciler, f *reconcileFlags
 	return err
 }
 
+// containerdState is whether containerd is up, for readiness and the
+// reconciler_containerd_up metric: up when the event stream is connected
+// and the last pass did not find it unavailable. The stream reports a lost
+// connection at once, so readiness need not wait for the next pass; and
+// since both must agree, a pass that began before the loss cannot report
+// containerd up after it. Without an event stream connected stays true
+// and passes alone decide. Safe for concurrent use: the event feed and the
+// pass loop are different goroutines.
+type containerdState struct {
+	mu        sync.Mutex
+	connected bool // what the event stream last said
+	passUp    bool // what the last pass said
+	report    func(up bool)
+}
+
+// connection records what the event stream says. A regained connection
+// answered a Ping, so it counts as up until a pass says otherwise.
+func (s *containerdState) connection(up bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.connected = up
+	if up {
+		s.passUp = true
+	}
+	s.report(s.connected && s.passUp)
+}
+
+// pass records what a pass found.
+func (s *containerdState) pass(up bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.passUp = up
+	s.report(s.connected && s.passUp)
+}
+
 func levelName(l controller.Level) string {
 	switch l {
 	case controller.LevelRealm:
@@ -139,4 +187,20 @@ func levelName(l controller.Level) string {
 	default:
 		return "cell"
 	}
+}
+
+// cgroupUsage turns the usage in a status into gauge values, naming each
+// object by its realm, space, stack and cell.
+func cgroupUsage(st *controller.Status) []metrics.CgroupUsage {
+	var out []metrics.CgroupUsage
+	for _, o := range st.Objects {
+		if o.Usage == nil {
+			continue
+		}
+		_, path, _ := strings.Cut(o.Key, " ")
+		parts := append(strings.SplitN(path, "/", 4), "", "", "")
+		out = append(out, metrics.CgroupUsage{Realm: parts[0], Space: parts[1], Stack: parts[2], Cell: parts[3],
+			MemoryBytes: o.Usage.MemoryBytes, CPUUsec: o.Usage.CPUUsec, Pids: o.Usage.Pids})
+	}
+	return out
 }

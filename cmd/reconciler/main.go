@@ -96,7 +96,7 @@ Usage:
   reconciler --once [flags]           one pass: converge, wait for readiness, exit
   reconciler --once --dry-run         print the plan; change nothing
   reconciler validate [PATH...]       offline check of manifests (no containerd needed)
-  reconciler status [-o table|json]   print the last recorded status
+  reconciler status [-o FORMAT]       print the last recorded status (table, json or yaml)
   reconciler version                  print the version
 
 Run "reconciler <command> --help" for the flags of a command, and

@@ -15,11 +15,13 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/term"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kukeon/reconciler/pkg/controller"
 	"github.com/kukeon/reconciler/pkg/ctr"
 	"github.com/kukeon/reconciler/pkg/hierarchy"
 	"github.com/kukeon/reconciler/pkg/manifest"
+	"github.com/kukeon/reconciler/pkg/statedir"
 )
 
 // reconcileFlags are the flags of the reconcile loop (daemon and --once).
@@ -33,6 +35,7 @@ type reconcileFlags struct {
 	namespaceSuffix   string
 	resync            time.Duration
 	timeout           time.Duration
+	waitLock          time.Duration
 	prune             bool
 	allowEmpty        bool
 	once              bool
@@ -44,6 +47,7 @@ type reconcileFlags struct {
 	listen            string
 	debounce          time.Duration
 	groupShims        bool
+	pruneGrace        time.Duration
 }
 
 func (f *reconcileFlags) register(fs *flag.FlagSet) {
@@ -56,16 +60,18 @@ func (f *reconcileFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.namespaceSuffix, "namespace-suffix", "kukeon.io", "suffix `S` of a realm's default containerd namespace <realm>.<S>")
 	fs.DurationVar(&f.resync, "resync", 30*time.Second, "daemon: full relist and converge every `DURATION`")
 	fs.DurationVar(&f.timeout, "timeout", 2*time.Minute, "--once: how long to wait for containers to run (the daemon never waits)")
+	fs.DurationVar(&f.waitLock, "wait-lock", 0, "daemon and --once: how long to wait for another reconciler to release <state-dir>/lock (0: fail at once)")
 	fs.BoolVar(&f.prune, "prune", true, "delete recorded objects that are no longer declared")
 	fs.BoolVar(&f.allowEmpty, "allow-empty", false, "let an empty manifest set prune everything")
 	fs.BoolVar(&f.once, "once", false, "run one pass, wait for readiness and exit (0 converged, 1 failed)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "with --once: print the plan and change nothing (exit 0 in sync, 2 changes, 3 deletes or recreates, 1 error)")
-	fs.StringVar(&f.output, "o", "text", "output format: text or json")
+	fs.StringVar(&f.output, "o", "text", "output format of --once: text, json or yaml")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&f.verbosity, "v", 0, "log verbosity `N` (1: every action and unchanged objects, 2: diffs, 4: loop tracing)")
 	fs.IntVar(&f.workers, "workers", 4, "how many sibling objects are converged at once")
 	fs.StringVar(&f.listen, "listen", "", "daemon: serve /healthz, /readyz and /metrics on `ADDR` (off by default)")
 	fs.BoolVar(&f.groupShims, "group-shims", false, "run all containers of a cell under one containerd shim (fewer processes; no faster in make bench)")
+	fs.DurationVar(&f.pruneGrace, "prune-grace", 2*time.Second, "delete objects that are no longer declared only once no manifest has changed for `DURATION` (creates and updates are not delayed)")
 	fs.DurationVar(&f.debounce, "debounce", 200*time.Millisecond, "daemon: quiet period after a manifest change before converging")
 }
 
@@ -79,6 +85,12 @@ Exit codes:
   --once --dry-run   0 in sync, 2 changes that create or update in place,
                      3 changes that delete or recreate anything, 1 error
 
+State dir lock:
+  The daemon and --once hold <state-dir>/lock from start to exit. Another
+  one on the same state dir exits 1 at once, naming the holder's pid, or
+  with --wait-lock waits for it first. --once --dry-run, validate and status
+  never take the lock.
+
 Example:
   reconciler --once --dry-run --manifests ./examples/lab
   reconciler --once --manifests ./examples/lab --image-archives ./images
@@ -88,7 +100,7 @@ Other commands: validate, status, version (reconciler help).
 Flags:
 `
 
-func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("reconciler", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f reconcileFlags
@@ -108,11 +120,41 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if fs.NArg() > 0 {
 		return exitWith(1, fmt.Errorf("unexpected argument %q (see reconciler --help)", fs.Arg(0)))
 	}
-	if f.output != "text" && f.output != "json" {
-		return exitWith(1, fmt.Errorf("-o %q: want text or json", f.output))
+	if f.output != "text" && f.output != "json" && f.output != "yaml" {
+		return exitWith(1, fmt.Errorf("-o %q: want text, json or yaml", f.output))
 	}
 	if f.dryRun && !f.once {
 		return exitWith(1, errors.New("--dry-run needs --once"))
+	}
+	if f.waitLock < 0 {
+		return exitWith(1, fmt.Errorf("--wait-lock %s: want 0 or more", f.waitLock))
+	}
+	if f.dryRun && f.waitLock != 0 {
+		return exitWith(1, errors.New("--wait-lock with --dry-run: a dry run never takes the state dir lock"))
+	}
+	if !f.dryRun {
+		// Before anything touches the state dir or the host: two passes at
+		// once fail each other halfway ("snapshot already exists") and leave
+		// half-created cells. The daemon holds it until it exits.
+		holder := "reconciler daemon"
+		if f.once {
+			holder = "reconciler --once"
+		}
+		lock, lerr := statedir.Lock(ctx, f.stateDir, holder, f.waitLock)
+		if lerr != nil {
+			return exitWith(1, lerr)
+		}
+		// err is runReconcile's result.
+		defer func() {
+			uerr := lock.Unlock()
+			switch {
+			case uerr == nil:
+			case err == nil:
+				err = exitWith(1, uerr)
+			default:
+				fmt.Fprintf(stderr, "reconciler: %v\n", uerr)
+			}
+		}()
 	}
 	log := newLogger(stderr, f.logFormat, f.verbosity, f.once)
 	ctx = logr.NewContext(ctx, log)
@@ -141,23 +183,31 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			AllowEmpty: f.allowEmpty,
 			Workers:    f.workers,
 			Timeout:    f.timeout,
+			PruneGrace: f.pruneGrace,
 		},
 	}
 	if !f.once {
 		// The daemon never waits for readiness inside a pass: exits come
 		// back as events and are handled by their own reconciles.
 		rc.Opts.Timeout = 0
+		// Its full passes record each object's cgroup usage (status and
+		// the reconciler_cgroup_* gauges).
+		rc.Opts.Usage = true
 		return runDaemon(ctx, rc, &f, stdout, stderr)
 	}
 	if f.dryRun {
 		pr := rc.Plan(ctx)
-		printResult(stdout, pr, &f, true)
+		if err := printResult(stdout, pr, &f, true); err != nil {
+			return exitWith(1, err)
+		}
 		return exitWith(dryRunCode(pr), nil)
 	}
 	stopProgress := progress(stderr, time.Second)
 	pr := rc.Pass(ctx)
 	stopProgress()
-	printResult(stdout, pr, &f, false)
+	if err := printResult(stdout, pr, &f, false); err != nil {
+		return exitWith(1, err)
+	}
 	if !pr.OK() {
 		return exitWith(1, nil)
 	}
@@ -237,11 +287,14 @@ type jsonResult struct {
 	Counts      map[string]int        `json:"counts"`
 	Elapsed     string                `json:"elapsed"`
 	Warnings    []string              `json:"warnings,omitempty"`
+	Kept        []controller.Kept     `json:"kept,omitempty"`
 	Errors      []string              `json:"errors,omitempty"`
 	Diagnostics []manifest.Diagnostic `json:"diagnostics,omitempty"`
 }
 
-func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryRun bool) {
+// printResult prints the result of --once (dryRun: of --once --dry-run) as
+// -o asks. Only json and yaml can fail: encoding or writing the document.
+func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryRun bool) error {
 	counts := map[string]int{}
 	var changes []controller.Change
 	if pr.Plan != nil {
@@ -262,11 +315,11 @@ func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryR
 			failed[o.Change.Key] = "blocked: " + o.Blocked + " failed"
 		}
 	}
-	if f.output == "json" {
+	if f.output == "json" || f.output == "yaml" {
 		jr := jsonResult{DryRun: dryRun, Changes: changes, Counts: counts, Elapsed: pr.Duration.Round(time.Millisecond).String(),
 			Diagnostics: pr.Diagnostics}
 		if pr.Plan != nil {
-			jr.Warnings = pr.Plan.Warnings
+			jr.Warnings, jr.Kept = pr.Plan.Warnings, pr.Plan.Kept
 		}
 		if dryRun {
 			jr.ExitCode = dryRunCode(pr)
@@ -282,10 +335,7 @@ func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryR
 		if jr.Changes == nil {
 			jr.Changes = []controller.Change{}
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(jr)
-		return
+		return writeDocument(w, f.output, jr)
 	}
 	for _, d := range pr.Diagnostics {
 		fmt.Fprintln(w, d.String())
@@ -304,6 +354,9 @@ func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryR
 		fmt.Fprintln(w, line)
 	}
 	if pr.Plan != nil {
+		for _, k := range pr.Plan.Kept {
+			fmt.Fprintf(w, "%s kept: %s\n", k.Key, k.Reason)
+		}
 		for _, wmsg := range pr.Plan.Warnings {
 			fmt.Fprintln(w, "warning: "+wmsg)
 		}
@@ -332,4 +385,29 @@ func printResult(w io.Writer, pr *controller.PassResult, f *reconcileFlags, dryR
 		suffix = fmt.Sprintf(", %d failed", len(keys))
 	}
 	fmt.Fprintf(w, "%s in %s%s\n", strings.Join(parts, ", "), pr.Duration.Round(time.Millisecond), suffix)
+	return nil
+}
+
+// writeDocument writes v as indented JSON (format "json") or as YAML
+// ("yaml"). YAML goes through sigs.k8s.io/yaml, so both carry the same
+// field names, the JSON tags, and parse back into the same value.
+func writeDocument(w io.Writer, format string, v any) error {
+	var b []byte
+	var err error
+	switch format {
+	case "json":
+		b, err = json.MarshalIndent(v, "", "  ")
+		b = append(b, '\n')
+	case "yaml":
+		b, err = yaml.Marshal(v)
+	default:
+		return fmt.Errorf("output format %q: want json or yaml", format)
+	}
+	if err != nil {
+		return fmt.Errorf("encode %s output: %w", format, err)
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("write %s output: %w", format, err)
+	}
+	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,9 +17,9 @@ func runStatus(_ context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("reconciler status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", "/var/lib/kukeon/reconciler", "`DIR` holding status.json")
-	output := fs.String("o", "table", "output format: table or json")
+	output := fs.String("o", "table", "output format: table, json or yaml")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: reconciler status [-o table|json] [--state-dir DIR]
+		fmt.Fprint(fs.Output(), `Usage: reconciler status [-o table|json|yaml] [--state-dir DIR]
 
 Prints the status recorded by the last pass (<state-dir>/status.json) as a
 tree: every realm, space, stack and cell with its state, and every container
@@ -38,6 +37,12 @@ Flags:
 		}
 		return exitWith(1, nil)
 	}
+	if fs.NArg() > 0 {
+		return exitWith(1, fmt.Errorf("unexpected argument %q (see reconciler status --help)", fs.Arg(0)))
+	}
+	if *output != "table" && *output != "json" && *output != "yaml" {
+		return exitWith(1, fmt.Errorf("-o %q: want table, json or yaml", *output))
+	}
 	st, err := controller.LoadStatus(filepath.Join(*stateDir, "status.json"))
 	if err != nil {
 		return exitWith(1, err)
@@ -45,17 +50,11 @@ Flags:
 	if st == nil {
 		return exitWith(1, fmt.Errorf("no status recorded in %s yet: run reconciler --once or the daemon first", *stateDir))
 	}
-	switch *output {
-	case "json":
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	case "table":
+	if *output == "table" {
 		printStatusTable(stdout, st)
 		return nil
-	default:
-		return exitWith(1, fmt.Errorf("-o %q: want table or json", *output))
 	}
+	return writeDocument(stdout, *output, st)
 }
 
 func printStatusTable(w io.Writer, st *controller.Status) {

@@ -113,8 +113,11 @@ func runValidate(_ context.Context, args []string, stdin io.Reader, stdout, stde
 // found in), and counts them. Objects are the documents decoded from files;
 // implied parents are not objects.
 func report(res *manifest.Result, built []manifest.Diagnostic) validateReport {
-	rep := validateReport{Files: len(res.Files), Diagnostics: []manifest.Diagnostic{}}
+	rep := validateReport{Diagnostics: []manifest.Diagnostic{}}
 	for _, f := range res.Files {
+		if !f.Dir { // a source that failed as a directory is not a file
+			rep.Files++
+		}
 		rep.Objects += f.Objects
 	}
 	rep.Diagnostics = append(rep.Diagnostics, res.Diagnostics...)

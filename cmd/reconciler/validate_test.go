@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -70,6 +71,41 @@ func TestValidate(t *testing.T) {
 			args: []string{"missing-directory/manifests"},
 		},
 		{name: "reports every problem of every document and file", dir: "multi-error", wantExit: 1},
+		{name: "reports a label over containerd's 4096 bytes", dir: "label-too-large", wantExit: 1},
+		{
+			name: "reports image references that do not parse, 100 KB cut", dir: "bad-image-refs", wantExit: 1,
+			setup: func(t *testing.T, dir string) {
+				big := "apiVersion: v1beta1\nkind: Cell\nmetadata:\n  name: big\nspec:\n  realmId: lab\n  spaceId: web\n  stackId: blog\n" +
+					"  containers:\n    - id: web\n      image: busybox:" + strings.Repeat("t", 100<<10) + "\n"
+				if err := os.WriteFile(filepath.Join(dir, "big.yaml"), []byte(big), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{name: "reports a realm taking the namespace of an implied realm, naming both places", dir: "implied-realm-namespace", wantExit: 1},
+		{
+			name: "reports dangling symlinks to a file and to a directory", dir: "dangling-symlink", wantExit: 1,
+			setup: func(t *testing.T, dir string) {
+				for link, target := range map[string]string{"gone.yaml": "nowhere.yaml", "sub": "moved-away"} {
+					if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			},
+		},
+		{
+			name: "reports a file cut short mid-line and ignores its last document", dir: "cut-short", wantExit: 1,
+			setup: func(t *testing.T, dir string) {
+				whole, err := os.ReadFile(filepath.Join(dir, "cells.txt"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				cut := bytes.LastIndex(whole, []byte("image: docker")) + len("image: docker")
+				if err := os.WriteFile(filepath.Join(dir, "cells.yaml"), whole[:cut], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
 		{name: "accepts kukeon manifests with a warning per ignored field", dir: "kukeon-warnings"},
 		{name: "reads stdin for the path -", dir: "stdin", args: []string{"-"}, stdin: "stdin.yaml", wantExit: 1},
 		{name: "prints JSON with -o json", dir: "json-output", args: []string{"-o", "json", "json-output"}, wantExit: 1},

@@ -18,17 +18,16 @@ import (
 type Executor struct {
 	Runtime Runtime
 	Cgroups Cgroups
-	// Available are the controllers the host offers (from Observed).
-	Available []string
 	// StateDir holds logs (StateDir/logs/<namespace>/<containerdID>.log).
 	StateDir string
 	// Workers bounds how many siblings are converged at once.
 	Workers int
 	// Credentials are the registry credentials of each realm namespace.
 	Credentials map[string][]ctr.Credential
-	// SaveInventory persists the inventory; called before containers are
-	// created (so a crash leaves a record) and after each phase.
-	SaveInventory func(*Inventory) error
+	// SaveInventory persists the inventory; called with force before every
+	// phase that acts (so a crash leaves a record, and an unwritable state
+	// dir stops the phase before it changes anything) and after each phase.
+	SaveInventory func(inv *Inventory, force bool) error
 
 	mu     sync.Mutex
 	inv    *Inventory
@@ -42,23 +41,45 @@ type Outcome struct {
 	Err error
 	// Blocked names the failed parent when the change was not attempted.
 	Blocked string
+	// Terminal is set when retrying cannot help until the manifests
+	// change: the change was refused, or it is blocked by a refused parent.
+	Terminal bool
+}
+
+// RefusedError is the error of a change the reconciler will not make (a
+// breaking change only the operator can resolve). It is terminal: reported
+// once and not retried until the manifests change.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return "refused: " + e.Reason }
+
+// IsRefused reports whether err is (or wraps) a RefusedError.
+func IsRefused(err error) bool {
+	var re *RefusedError
+	return errors.As(err, &re)
 }
 
 // Apply runs the plan's changes in order: deletes bottom-up, then creates and
 // updates top-down, siblings in parallel. A change whose parent failed is
 // not attempted and is reported Blocked. inv is updated in place.
-func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) []Outcome {
+//
+// The inventory is written before every phase that acts; when that write
+// fails the phase does not run (its changes fail with the write's error and
+// their children are blocked) and Apply returns the error, as it does when
+// the write after a phase fails.
+func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) ([]Outcome, error) {
 	e.inv = inv
 	outcomes := make([]Outcome, len(plan.Changes))
 	failed := map[string]string{} // key → reason
+	terminal := map[string]bool{} // keys whose failure is terminal
+	var saveErr error
 
-	// Phases: consecutive changes of the same (delete?, level).
+	// Phases: consecutive changes of the same phase, as planned.
 	type phase struct{ idx []int }
 	var phases []phase
 	for i, ch := range plan.Changes {
 		if len(phases) > 0 {
-			prev := plan.Changes[phases[len(phases)-1].idx[0]]
-			if (prev.Action == ActionDeleted) == (ch.Action == ActionDeleted) && prev.Level == ch.Level {
+			if plan.Changes[phases[len(phases)-1].idx[0]].Phase == ch.Phase {
 				phases[len(phases)-1].idx = append(phases[len(phases)-1].idx, i)
 				continue
 			}
@@ -75,7 +96,9 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) []Outc
 			outcomes[i].Change = ch
 			if reason, blocked := failed[ch.Parent]; blocked && ch.Parent != "" {
 				outcomes[i].Blocked = ch.Parent
+				outcomes[i].Terminal = terminal[ch.Parent]
 				failed[ch.Key] = "blocked by " + ch.Parent + ": " + reason
+				terminal[ch.Key] = terminal[ch.Parent]
 				continue
 			}
 			if ch.Refused == "" && ch.Action != ActionDeleted {
@@ -84,7 +107,17 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) []Outc
 			}
 			run = append(run, i)
 		}
-		e.save()
+		acts := slices.ContainsFunc(run, func(i int) bool { return plan.Changes[i].Action != ActionUnchanged })
+		if err := e.save(acts); err != nil {
+			saveErr = errors.Join(saveErr, err)
+			for _, i := range run {
+				if ch := &plan.Changes[i]; ch.Action != ActionUnchanged {
+					outcomes[i].Err = err
+					failed[ch.Key] = err.Error()
+				}
+			}
+			continue
+		}
 		sem := make(chan struct{}, max(e.Workers, 1))
 		var wg sync.WaitGroup
 		var fmu sync.Mutex
@@ -106,25 +139,29 @@ func (e *Executor) Apply(ctx context.Context, plan *Plan, inv *Inventory) []Outc
 				defer func() { <-sem; wg.Done() }()
 				if err := e.applyChange(ctx, ch); err != nil {
 					outcomes[i].Err = err
+					outcomes[i].Terminal = IsRefused(err)
 					fmu.Lock()
 					failed[ch.Key] = err.Error()
+					terminal[ch.Key] = outcomes[i].Terminal
 					fmu.Unlock()
 				}
 			}()
 		}
 		wg.Wait()
-		e.save()
+		if err := e.save(false); err != nil {
+			saveErr = errors.Join(saveErr, err)
+		}
 	}
-	return outcomes
+	return outcomes, saveErr
 }
 
-func (e *Executor) save() {
+func (e *Executor) save(force bool) error {
 	if e.SaveInventory == nil {
-		return
+		return nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_ = e.SaveInventory(e.inv)
+	return e.SaveInventory(e.inv, force)
 }
 
 // record upserts the inventory entry of a desired object.
@@ -192,64 +229,28 @@ func (e *Executor) recordContainer(cellKey string, dc *hierarchy.Container) {
 
 func (e *Executor) applyChange(ctx context.Context, ch *Change) error {
 	if ch.Refused != "" {
-		return errors.New(ch.Refused)
+		return &RefusedError{Reason: ch.Refused}
 	}
 	if ch.Action == ActionDeleted {
 		return e.applyDelete(ctx, ch)
 	}
-	switch ch.Level {
-	case LevelRealm:
-		r := ch.Realm
-		if slices.Contains(ch.Steps, StepEnsureNamespace) {
-			if err := e.Runtime.EnsureNamespace(ctx, r.Namespace); err != nil {
-				return fmt.Errorf("ensure namespace %s: %w", r.Namespace, err)
-			}
-		}
-		return e.applyCgroup(ch, r.CgroupPath, r.Resources, false)
-	case LevelSpace:
-		return e.applyCgroup(ch, ch.Space.CgroupPath, ch.Space.Resources, false)
-	case LevelStack:
-		return e.applyCgroup(ch, ch.Stack.CgroupPath, ch.Stack.Resources, false)
-	case LevelCell:
-		if err := e.applyCgroup(ch, ch.Cell.CgroupPath, ch.Cell.Resources, ch.Cell.NestedCgroupRuntime); err != nil {
-			return err
-		}
-		return e.applyContainers(ctx, ch)
+	if ch.Level != LevelCell {
+		return e.applyLevel(ctx, ch)
 	}
-	return nil
-}
-
-// applyCgroup creates the level cgroup, delegates its controllers and writes
-// the resource files the plan found different.
-func (e *Executor) applyCgroup(ch *Change, path string, res *v1beta1.Resources, nested bool) error {
-	if slices.Contains(ch.Steps, StepEnsureCgroup) {
-		want := intersect(WantedControllers(res, nested, e.Available), e.Available)
-		if _, _, err := e.Cgroups.Ensure(path, want); err != nil {
-			return fmt.Errorf("ensure cgroup %s: %w", path, err)
-		}
+	if err := e.applyCgroup(ch); err != nil {
+		return err
 	}
-	if slices.Contains(ch.Steps, StepWriteResources) && len(ch.ResourceFiles) > 0 {
-		var fv []ctr.FileValue
-		for _, f := range v1beta1.CgroupFiles(res) {
-			if slices.Contains(ch.ResourceFiles, f.File) {
-				fv = append(fv, ctr.FileValue{File: f.File, Value: f.Value})
-			}
-		}
-		if err := e.Cgroups.Write(path, fv); err != nil {
-			return fmt.Errorf("write resources of %s: %w", path, err)
-		}
-	}
-	return nil
+	return e.applyContainers(ctx, ch)
 }
 
 func (e *Executor) applyDelete(ctx context.Context, ch *Change) error {
-	if ch.Record == nil && ch.Cell != nil {
+	rec := ch.Record
+	if rec == nil && ch.Cell != nil {
 		e.record(ch) // an adopted autoDelete cell that completed
 		e.mu.Lock()
-		ch.Record = e.inv.Objects[ch.Key]
+		rec = e.inv.Objects[ch.Key]
 		e.mu.Unlock()
 	}
-	rec := ch.Record
 	if ch.Level == LevelCell {
 		if err := e.deleteContainers(ctx, rec.Namespace, ch.Containers, recordedGrace(rec)); err != nil {
 			return err

@@ -126,8 +126,11 @@ func render(p *Plan) string {
 		if len(ch.Steps) > 0 {
 			fmt.Fprintf(&b, " steps=%v", ch.Steps)
 		}
-		if len(ch.ResourceFiles) > 0 {
-			fmt.Fprintf(&b, " files=%v", ch.ResourceFiles)
+		if len(ch.Delegate) > 0 {
+			fmt.Fprintf(&b, " delegate=%v", ch.Delegate)
+		}
+		for _, w := range ch.Writes {
+			fmt.Fprintf(&b, " write %s=%q (was %q)", w.File, w.New, w.Old)
 		}
 		b.WriteString("\n")
 		for _, cc := range ch.Containers {
@@ -603,7 +606,7 @@ func TestPruneGuards(t *testing.T) {
 			t.Fatal(err)
 		}
 		inv.Objects["Realm kuke-system"] = &Record{Kind: "Realm", Realm: "kuke-system", Namespace: "kuke-system.kukeon.io", Cgroup: "/kukeon/kuke-system"}
-		if err := inv.Save(e.rc.inventoryPath()); err != nil {
+		if err := inv.Save(e.rc.inventoryPath(), false); err != nil {
 			t.Fatal(err)
 		}
 		for _, ch := range e.plan().Changes {

@@ -9,6 +9,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/hierarchy"
 )
 
 // Daemon keeps the host converged: a full pass at start, after every
@@ -31,10 +32,19 @@ type Daemon struct {
 	ShutdownGrace time.Duration
 	// OnPass, when set, is called after every pass (metrics, health).
 	OnPass func(pr *PassResult, full bool, queueDepth int)
+	// OnConnection, when set, is called from the event feed as soon as
+	// Events says containerd's connection was lost (false) or is back
+	// (true); a pass may be running meanwhile.
+	OnConnection func(up bool)
 
 	q     *queue
 	mu    sync.Mutex
 	index map[string]string // namespace/containerdID → cell key
+	// indexed is the tree index was built from (only the pass loop uses it).
+	indexed *hierarchy.Tree
+	// terminal is what was last logged of each object whose change is
+	// refused (or blocked by a refused parent): logged once, not retried.
+	terminal map[string]string
 }
 
 // Run converges until ctx ends, then lets the in-flight pass finish
@@ -42,6 +52,9 @@ type Daemon struct {
 func (d *Daemon) Run(ctx context.Context) error {
 	log := logr.FromContextOrDiscard(ctx)
 	d.q = newQueue(time.Now)
+	d.terminal = map[string]string{}
+	d.Reconciler.onTree = d.setIndex
+	defer func() { d.Reconciler.onTree = nil }()
 	resync := d.Resync
 	if resync <= 0 {
 		resync = 30 * time.Second
@@ -120,9 +133,15 @@ func (d *Daemon) feed(ctx context.Context, resync time.Duration) {
 				events = nil
 				continue
 			}
-			if ev.Kind == ctr.EventReconnected {
-				log.Info("containerd connection re-established")
-				d.q.Add(FullPass)
+			if ev.Kind == ctr.EventDisconnected || ev.Kind == ctr.EventReconnected {
+				up := ev.Kind == ctr.EventReconnected
+				if d.OnConnection != nil {
+					d.OnConnection(up)
+				}
+				if up {
+					log.Info("containerd connection re-established")
+					d.q.Add(FullPass)
+				}
 				continue
 			}
 			d.mu.Lock()
@@ -136,6 +155,25 @@ func (d *Daemon) feed(ctx context.Context, resync time.Duration) {
 	}
 }
 
+// setIndex maps every desired container to its cell, before the pass that
+// built tree applies anything: an exit event of a container the pass starts
+// must find its cell.
+func (d *Daemon) setIndex(tree *hierarchy.Tree) {
+	if tree == d.indexed {
+		return // an event-driven pass reuses the last tree
+	}
+	d.indexed = tree
+	idx := map[string]string{}
+	for _, c := range tree.Cells() {
+		for _, dc := range c.Containers {
+			idx[c.Namespace+"/"+dc.ContainerdID] = c.Key()
+		}
+	}
+	d.mu.Lock()
+	d.index = idx
+	d.mu.Unlock()
+}
+
 func (d *Daemon) runPass(ctx context.Context, keys map[string]bool) {
 	log := logr.FromContextOrDiscard(ctx)
 	full := keys[FullPass]
@@ -144,17 +182,6 @@ func (d *Daemon) runPass(ctx context.Context, keys map[string]bool) {
 		scope.Only = keys
 	}
 	pr := d.Reconciler.Reconcile(ctx, scope)
-	if pr.Tree != nil {
-		idx := map[string]string{}
-		for _, c := range pr.Tree.Cells() {
-			for _, dc := range c.Containers {
-				idx[c.Namespace+"/"+dc.ContainerdID] = c.Key()
-			}
-		}
-		d.mu.Lock()
-		d.index = idx
-		d.mu.Unlock()
-	}
 	switch {
 	case pr.Err != nil:
 		if errors.Is(pr.Err, ctr.ErrUnavailable) {
@@ -171,7 +198,22 @@ func (d *Daemon) runPass(ctx context.Context, keys map[string]bool) {
 			if ch == nil {
 				continue
 			}
+			if !o.Terminal {
+				delete(d.terminal, ch.Key)
+			}
 			switch {
+			case o.Terminal:
+				// Retrying cannot help until the manifests change, and a
+				// manifest change triggers a full pass anyway.
+				msg := "blocked by " + o.Blocked
+				if o.Err != nil {
+					msg = o.Err.Error()
+				}
+				if d.terminal[ch.Key] != msg {
+					d.terminal[ch.Key] = msg
+					log.Error(nil, "change refused; not retried until the manifests change", "object", ch.Key, "reason", msg, "source", ch.source())
+				}
+				d.q.Forget(ch.Key)
 			case o.Err != nil:
 				log.Error(o.Err, "reconcile failed", "object", ch.Key, "action", string(ch.Action), "source", ch.source())
 				d.q.AddRateLimited(ch.Key)

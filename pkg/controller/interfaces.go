@@ -40,4 +40,6 @@ type Cgroups interface {
 	Read(group string, files []string) (map[string]string, error)
 	Write(group string, fv []ctr.FileValue) error
 	Remove(group string) error
+	// Stat returns the group's usage; ErrNotFound when it does not exist.
+	Stat(group string) (ctr.Usage, error)
 }

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/ctr"
@@ -25,9 +24,6 @@ type Observed struct {
 	Containers map[string][]ctr.Container
 	// Cgroups are the observed level cgroups by group path.
 	Cgroups map[string]CgroupState
-	// Restarts carries restart bookkeeping from the previous status, by
-	// "<namespace>/<containerdID>".
-	Restarts map[string]RestartState
 
 	byCell     map[cellRef][]ctr.Container
 	byCellOnce sync.Once
@@ -36,7 +32,7 @@ type Observed struct {
 type cellRef struct{ ns, space, stack, cell string }
 
 // clone copies the maps that a refresh replaces entries of; the values (and
-// Available, Namespaces, Restarts) are shared, and the by-cell index is
+// Available, Namespaces) are shared, and the by-cell index is
 // rebuilt on first use.
 func (o *Observed) clone() *Observed {
 	return &Observed{
@@ -44,7 +40,6 @@ func (o *Observed) clone() *Observed {
 		Namespaces: o.Namespaces,
 		Containers: maps.Clone(o.Containers),
 		Cgroups:    maps.Clone(o.Cgroups),
-		Restarts:   o.Restarts,
 	}
 }
 
@@ -55,37 +50,6 @@ type CgroupState struct {
 	Delegated []string
 	// Files are the values of the resource files the desired state sets.
 	Files map[string]string
-}
-
-// RestartState is what the restart policy needs to remember about a
-// container between passes.
-type RestartState struct {
-	// Count is the number of restarts since the container last ran for
-	// RestartResetAfter.
-	Count        int
-	LastExitCode uint32
-	// LastRestart is when the reconciler last restarted the container.
-	LastRestart time.Time
-}
-
-// Restart backoff bounds (SPEC §5).
-const (
-	MaxRestartBackoff = 300 * time.Second
-	RestartResetAfter = 60 * time.Second
-)
-
-// RestartDelay is how long after the previous restart the next one may
-// happen: the first restart is immediate, then base, 2×base, 4×base, … up
-// to MaxRestartBackoff.
-func RestartDelay(base time.Duration, count int) time.Duration {
-	if count <= 0 {
-		return 0
-	}
-	d := base
-	for i := 1; i < count && d < MaxRestartBackoff; i++ {
-		d *= 2
-	}
-	return min(d, MaxRestartBackoff)
 }
 
 // ContainersOfCell returns our containers of a cell in ns.
@@ -119,7 +83,6 @@ func (o *Observer) Observe(ctx context.Context, tree *hierarchy.Tree, inv *Inven
 		Namespaces: map[string]bool{},
 		Containers: map[string][]ctr.Container{},
 		Cgroups:    map[string]CgroupState{},
-		Restarts:   map[string]RestartState{},
 	}
 	avail, err := o.Cgroups.Available()
 	if err != nil {
@@ -260,11 +223,7 @@ func (o *Observer) Refresh(ctx context.Context, obs *Observed, plan *Plan, tree 
 		}
 		if ch.Level == LevelRealm || ch.Action == ActionDeleted {
 			// Namespaces may have come or gone: read everything again.
-			fresh, err := o.Observe(ctx, tree, inv)
-			if err == nil {
-				fresh.Restarts = obs.Restarts
-			}
-			return fresh, err
+			return o.Observe(ctx, tree, inv)
 		}
 		ns := ""
 		if ch.Cell != nil {

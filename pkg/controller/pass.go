@@ -27,6 +27,13 @@ type Options struct {
 	Workers    int
 	// Timeout bounds the readiness wait after apply (0: no wait).
 	Timeout time.Duration
+	// Usage reads every object's cgroup usage into status at the end of a
+	// full pass (a cgroup Stat per object).
+	Usage bool
+	// PruneGrace defers deleting objects that are no longer declared until
+	// no manifest file or directory has changed for this long (0: no
+	// grace). A file in the middle of a rewrite is not intent.
+	PruneGrace time.Duration
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -44,6 +51,10 @@ type Reconciler struct {
 	// cache is what the last successful pass knew; event-driven passes of
 	// cells reuse it (see passCache).
 	cache *passCache
+	// onTree, when set, sees the desired tree of every pass before anything
+	// is applied: the daemon indexes containers by it, so that an exit
+	// right after a start finds its cell.
+	onTree func(*hierarchy.Tree)
 }
 
 // passCache is what a daemon's event-driven pass of some cells reuses from
@@ -58,7 +69,7 @@ type passCache struct {
 	diags    []manifest.Diagnostic
 	failed   map[string]bool
 	inv      *Inventory
-	restarts map[string]RestartState
+	restarts *RestartBook
 	obs      *Observed
 }
 
@@ -114,6 +125,13 @@ func (r *PassResult) OK() bool {
 			return false
 		}
 	}
+	if r.Plan != nil {
+		for _, k := range r.Plan.Kept {
+			if k.Why == KeptUnsafe {
+				return false
+			}
+		}
+	}
 	return true
 }
 
@@ -166,6 +184,13 @@ func (r *PassResult) Errors() []string {
 			out = append(out, fmt.Sprintf("%s: blocked: %s failed", o.Change.Key, o.Blocked))
 		}
 	}
+	if r.Plan != nil {
+		for _, k := range r.Plan.Kept {
+			if k.Why == KeptUnsafe {
+				out = append(out, k.describe())
+			}
+		}
+	}
 	out = append(out, r.NotReady...)
 	return out
 }
@@ -182,7 +207,9 @@ func (rc *Reconciler) inventoryPath() string {
 }
 func (rc *Reconciler) statusPath() string { return filepath.Join(rc.Opts.StateDir, "status.json") }
 
-// Desired loads the manifests and builds the tree.
+// Desired loads the manifests and builds the tree. The returned map holds
+// the sources that failed to load: files and directories, and the files of
+// every manifest error.
 func (rc *Reconciler) Desired() (*manifest.Result, *hierarchy.Tree, []manifest.Diagnostic, map[string]bool) {
 	if rc.Loader == nil {
 		rc.Loader = manifest.NewLoader(manifest.Options{})
@@ -208,7 +235,9 @@ func (rc *Reconciler) Desired() (*manifest.Result, *hierarchy.Tree, []manifest.D
 // that --dry-run runs.
 func (rc *Reconciler) Plan(ctx context.Context) *PassResult {
 	pr := &PassResult{StartedAt: rc.now()}
-	if _, err := rc.plan(ctx, pr, PassScope{}, nil); err != nil {
+	// The grace is not applied: a dry run predicts what the pass will
+	// delete once the manifests are quiet.
+	if _, err := rc.plan(ctx, pr, PassScope{dryRun: true}, nil); err != nil {
 		pr.Err = err
 	}
 	pr.Duration = rc.now().Sub(pr.StartedAt)
@@ -219,7 +248,7 @@ func (rc *Reconciler) Plan(ctx context.Context) *PassResult {
 type planned struct {
 	failed   map[string]bool
 	inv      *Inventory
-	restarts map[string]RestartState
+	restarts *RestartBook
 	obs      *Observed
 	observer *Observer
 }
@@ -236,7 +265,11 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 	if scope.Only != nil && cache != nil {
 		cells, fast = scopedCells(cache.tree, scope.Only)
 	}
-	var err error
+	var (
+		err     error
+		rebuilt int   // containers an inventory was rebuilt from
+		serr    error // an unreadable status file
+	)
 	if fast {
 		pr.Load, pr.Tree, pr.Diagnostics, p.failed = cache.load, cache.tree, cache.diags, cache.failed
 		p.inv, p.restarts = cache.inv, cache.restarts
@@ -248,18 +281,35 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 		if p.inv, err = LoadInventory(rc.inventoryPath()); err != nil {
 			return nil, err
 		}
-		prev, _ := LoadStatus(rc.statusPath()) // a torn status only loses restart counts
-		p.restarts = restartsFrom(prev)
+		if p.inv.Missing {
+			if rebuilt, err = p.inv.rebuild(ctx, rc.Runtime, pr.Tree, rc.Opts.Hierarchy.CgroupRoot); err != nil {
+				return nil, fmt.Errorf("rebuild inventory %s: %w", rc.inventoryPath(), err)
+			}
+		}
+		prev, err := LoadStatus(rc.statusPath())
+		serr = err
+		p.restarts = restartBookFrom(prev)
 		if p.obs, err = p.observer.Observe(ctx, pr.Tree, p.inv); err != nil {
 			return nil, err
 		}
 	}
-	p.obs.Restarts = p.restarts
-	pr.Plan = ComputePlan(PlanInput{
-		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv, FailedFiles: p.failed,
-		Prune: rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
+	in := PlanInput{
+		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv, Restarts: p.restarts,
+		Sources: Sources{Failed: p.failed, Empty: emptySources(pr.Load)},
+		Prune:   rc.Opts.Prune && scope.Only == nil, AllowEmpty: rc.Opts.AllowEmpty,
 		Now: rc.now(), Backoff: scope.Backoff,
-	})
+	}
+	if scope.Only == nil && !scope.dryRun && rc.Opts.PruneGrace > 0 && hasUndeclared(pr.Tree, p.inv) {
+		in.PruneNotBefore = lastManifestChange(pr.Load, rc.Opts.Manifests).Add(rc.Opts.PruneGrace)
+	}
+	pr.Plan = ComputePlan(in)
+	if rebuilt > 0 {
+		pr.Plan.Warnings = append(pr.Plan.Warnings, fmt.Sprintf("inventory %s was missing: rebuilt from the labels of %d containers", rc.inventoryPath(), rebuilt))
+	}
+	if serr != nil {
+		// A torn status only loses restart counts: say so, go on.
+		pr.Plan.Warnings = append(pr.Plan.Warnings, fmt.Sprintf("%v: restart counts start afresh", serr))
+	}
 	if scope.Only != nil {
 		scoped := &Plan{RequeueAfter: pr.Plan.RequeueAfter}
 		for _, ch := range pr.Plan.Changes {
@@ -275,9 +325,10 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 func (rc *Reconciler) workers() int { return max(rc.Opts.Workers, 1) }
 
 // Pass runs one full pass: plan, apply, wait for readiness (up to
-// Opts.Timeout), record status.
+// Opts.Timeout), record status. Deletions deferred by the prune grace are
+// waited for: the pass plans again once the manifests are quiet.
 func (rc *Reconciler) Pass(ctx context.Context) *PassResult {
-	return rc.pass(ctx, PassScope{})
+	return rc.pass(ctx, PassScope{waitQuiet: true})
 }
 
 // PassScope narrows a pass.
@@ -287,6 +338,11 @@ type PassScope struct {
 	Only map[string]bool
 	// Backoff applies restart backoff (the daemon).
 	Backoff bool
+	// waitQuiet makes a pass whose deletions are deferred by the prune
+	// grace wait and plan again (--once; the daemon requeues instead).
+	waitQuiet bool
+	// dryRun plans without the prune grace.
+	dryRun bool
 }
 
 // Reconcile runs a pass with the given scope.
@@ -301,6 +357,15 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 	cache := rc.cache
 	rc.cache = nil // rebuilt at the end of a pass that succeeds
 	p, err := rc.plan(ctx, pr, scope, cache)
+	for range maxQuietWaits {
+		if err != nil || !scope.waitQuiet || !pr.Plan.deferred() {
+			break
+		}
+		if !sleepCtx(ctx, pr.Plan.RequeueAfter) {
+			break
+		}
+		p, err = rc.plan(ctx, pr, scope, nil)
+	}
 	if scope.Only == nil {
 		var warnings []string
 		if pr.Plan != nil {
@@ -312,6 +377,9 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		pr.Err = err
 		return pr
 	}
+	if rc.onTree != nil {
+		rc.onTree(pr.Tree)
+	}
 	failed, inv, restarts, obs, observer := p.failed, p.inv, p.restarts, p.obs, p.observer
 
 	creds := map[string][]ctr.Credential{}
@@ -321,12 +389,15 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		}
 	}
 	ex := &Executor{
-		Runtime: rc.Runtime, Cgroups: rc.Cgroups, Available: obs.Available, StateDir: rc.Opts.StateDir,
+		Runtime: rc.Runtime, Cgroups: rc.Cgroups, StateDir: rc.Opts.StateDir,
 		Workers: rc.workers(), Credentials: creds,
-		SaveInventory: func(inv *Inventory) error { return inv.Save(rc.inventoryPath()) },
+		SaveInventory: func(inv *Inventory, force bool) error { return inv.Save(rc.inventoryPath(), force) },
 	}
 	if pr.Plan.HasChanges() || needsRecord(pr.Plan, inv) {
-		pr.Outcomes = ex.Apply(ctx, pr.Plan, inv)
+		pr.Outcomes, err = ex.Apply(ctx, pr.Plan, inv)
+		if err != nil {
+			pr.Err = fmt.Errorf("state dir %s: %w", rc.Opts.StateDir, err)
+		}
 	} else {
 		for i := range pr.Plan.Changes {
 			pr.Outcomes = append(pr.Outcomes, Outcome{Change: &pr.Plan.Changes[i]})
@@ -338,21 +409,19 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		if o.Change == nil || o.Change.Cell == nil || o.Err != nil {
 			continue
 		}
+		c := o.Change.Cell
 		for _, cc := range o.Change.Containers {
 			if cc.Action != ContainerStart {
 				continue
 			}
-			k := o.Change.Cell.Namespace + "/" + cc.ContainerdID
-			rs := restarts[k]
-			rs.Count++
-			rs.LastRestart = now
-			for _, oc := range obs.ContainersOfCell(o.Change.Cell.Namespace, o.Change.Cell.Space, o.Change.Cell.Stack, o.Change.Cell.ID) {
+			var exit uint32
+			for _, oc := range obs.ContainersOfCell(c.Namespace, c.Space, c.Stack, c.ID) {
 				if oc.ID == cc.ContainerdID {
-					rs.LastExitCode = oc.Task.ExitCode
+					exit = oc.Task.ExitCode
 				}
 			}
-			restarts[k] = rs
-			pr.Restarts = append(pr.Restarts, Restart{Cell: o.Change.Key, Container: cc.ID, Policy: containerPolicy(o.Change.Cell, cc.ContainerdID)})
+			restarts.recordRestart(c.Namespace, cc.ContainerdID, exit, now)
+			pr.Restarts = append(pr.Restarts, Restart{Cell: o.Change.Key, Container: cc.ID, Policy: containerPolicy(c, cc.ContainerdID)})
 		}
 	}
 
@@ -369,21 +438,14 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		pr.Err = err
 		final = obs
 	}
-	// A container that has been running for RestartResetAfter starts its
-	// backoff afresh.
-	for ns, cs := range final.Containers {
-		for _, c := range cs {
-			k := ns + "/" + c.ID
-			if rs, ok := restarts[k]; ok && rs.Count > 0 && c.Task.Status == ctr.TaskRunning &&
-				!c.Task.StartedAt.IsZero() && now.Sub(c.Task.StartedAt) >= RestartResetAfter {
-				rs.Count = 0
-				restarts[k] = rs
-			}
-		}
-	}
+	restarts.resetRunning(final, now)
 	pr.Status = &Status{GeneratedAt: rc.now(), Objects: buildStatus(pr.Tree, final, pr.Outcomes, restarts, inv)}
+	pr.Status.Objects = append(pr.Status.Objects, orphanStatus(pr.Plan.Kept, final)...)
 	for _, d := range pr.Diagnostics {
 		pr.Status.Diagnostics = append(pr.Status.Diagnostics, d.String())
+	}
+	if rc.Opts.Usage && scope.Only == nil {
+		rc.readUsage(pr.Status)
 	}
 	pr.NotReady = notReady(pr.Status, rc.Opts.StateDir)
 	pr.Status.Pass = PassSummary{StartedAt: pr.StartedAt, Duration: rc.now().Sub(pr.StartedAt).Round(time.Millisecond).String(),
@@ -396,6 +458,88 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 			inv: inv, restarts: restarts, obs: final}
 	}
 	return pr
+}
+
+// maxQuietWaits bounds how often one --once pass waits for quiet manifests
+// before it goes on without the deferred deletions.
+const maxQuietWaits = 5
+
+// sleepCtx sleeps for d or until ctx ends; it reports whether it slept.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// emptySources are the files that loaded and declare no objects.
+func emptySources(res *manifest.Result) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range res.Files {
+		if !f.Failed && f.Objects == 0 {
+			out[f.Path] = true
+		}
+	}
+	return out
+}
+
+// hasUndeclared reports whether the inventory records an object the tree
+// does not declare: only then is the prune grace worth a look at mtimes.
+func hasUndeclared(tree *hierarchy.Tree, inv *Inventory) bool {
+	declared := map[string]bool{}
+	for _, r := range tree.Realms {
+		declared[r.Key()] = true
+		for _, s := range r.Spaces {
+			declared[s.Key()] = true
+			for _, st := range s.Stacks {
+				declared[st.Key()] = true
+				for _, c := range st.Cells {
+					declared[c.Key()] = true
+				}
+			}
+		}
+	}
+	for k := range inv.Objects {
+		if !declared[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// lastManifestChange is the newest modification time of the manifest
+// roots, of every file loaded and of the directories holding them (a
+// deleted or renamed file shows only there), taken with lstat so that a
+// symlink swap counts.
+func lastManifestChange(res *manifest.Result, roots []string) time.Time {
+	var last time.Time
+	seen := map[string]bool{}
+	look := func(p string) {
+		if seen[p] {
+			return
+		}
+		seen[p] = true
+		for _, stat := range []func(string) (os.FileInfo, error){os.Lstat, os.Stat} {
+			if fi, err := stat(p); err == nil && fi.ModTime().After(last) {
+				last = fi.ModTime()
+			}
+		}
+	}
+	for _, r := range roots {
+		look(r)
+	}
+	for _, f := range res.Files {
+		if f.Path == manifest.StdinName {
+			continue
+		}
+		look(f.Path)
+		look(filepath.Dir(f.Path))
+	}
+	return last
 }
 
 // logDiagnostics logs manifest diagnostics and plan warnings when they

@@ -46,6 +46,10 @@ type Change struct {
 	Kind   string `json:"kind"`
 	Key    string `json:"key"`
 	Action Action `json:"action"`
+	// Phase is the step of the pass the change runs in: "delete Cell" …
+	// "delete Realm" (bottom-up), then "apply Realm" … "apply Cell"
+	// (top-down). Changes of one phase run in parallel (siblings).
+	Phase string `json:"phase"`
 	// Reasons say why, in plain words ("cgroup missing", "memory.max differs").
 	Reasons []string `json:"reasons,omitempty"`
 	// Implied marks an object no manifest declares.
@@ -64,14 +68,25 @@ type Change struct {
 	Record *Record          `json:"-"`
 	// Parent is the key of the parent object ("" for realms).
 	Parent string `json:"-"`
-	// ResourceFiles are the level's cgroup files to (re)write.
-	ResourceFiles []string `json:"resourceFiles,omitempty"`
+	// Delegate are the controllers the level's cgroup is ensured with (set
+	// with StepEnsureCgroup); Writes are its resource files to write, with
+	// the observed and the new value.
+	Delegate []string    `json:"delegate,omitempty"`
+	Writes   []FileWrite `json:"writes,omitempty"`
 	// RootPID is the PID of the running root task of a cell whose root is
 	// kept; new workloads join its namespaces.
 	RootPID uint32 `json:"-"`
 	// Refused says why a desired change cannot be made (a breaking change
 	// the operator must resolve); applying it fails and blocks children.
 	Refused string `json:"refused,omitempty"`
+}
+
+// phaseOf names the phase of a prune (delete) or of a desired object.
+func phaseOf(prune bool, l Level) string {
+	if prune {
+		return "delete " + l.String()
+	}
+	return "apply " + l.String()
 }
 
 // Step is one level operation.
@@ -104,7 +119,10 @@ type ContainerChange struct {
 	Root         bool            `json:"root,omitempty"`
 	Action       ContainerAction `json:"action"`
 	Reason       string          `json:"reason,omitempty"`
-	Fields       []string        `json:"fields,omitempty"`
+	// Fields name the container fields whose change forces the recreate;
+	// Diffs carry their old and new values.
+	Fields []string    `json:"fields,omitempty"`
+	Diffs  []FieldDiff `json:"diffs,omitempty"`
 }
 
 // Plan is the ordered list of changes of one pass. Unchanged objects are
@@ -113,6 +131,9 @@ type Plan struct {
 	Changes []Change `json:"changes"`
 	// Warnings are problems that did not stop planning (a refused prune).
 	Warnings []string `json:"warnings,omitempty"`
+	// Kept are recorded objects that are no longer declared and are not
+	// deleted, with the reason (see planPrune).
+	Kept []Kept `json:"kept,omitempty"`
 	// RequeueAfter is set when a restart is held back by its backoff: the
 	// soonest time a pass should look again.
 	RequeueAfter time.Duration `json:"requeueAfter,omitempty"`
@@ -193,6 +214,16 @@ func (c *Change) cgroup() string {
 	return ""
 }
 
+// deferred reports whether deletions wait for quiet manifests.
+func (p *Plan) deferred() bool {
+	for _, k := range p.Kept {
+		if k.Why == KeptDeferred {
+			return true
+		}
+	}
+	return false
+}
+
 // Refused reports whether any change is refused.
 func (p *Plan) Refused() bool {
 	for _, ch := range p.Changes {
@@ -220,9 +251,12 @@ func (c *Change) Describe() string {
 	case ActionUpdated:
 		for _, cc := range c.Containers {
 			s := fmt.Sprintf("container %s %s", cc.ID, pastTense(cc.Action))
-			if len(cc.Fields) > 0 {
+			switch {
+			case len(cc.Diffs) > 0:
+				s += " (" + joinDiffs(cc.Diffs) + ")"
+			case len(cc.Fields) > 0:
 				s += " (" + strings.Join(cc.Fields, ", ") + ")"
-			} else if cc.Reason != "" {
+			case cc.Reason != "":
 				s += " (" + cc.Reason + ")"
 			}
 			parts = append(parts, s)

@@ -1,14 +1,11 @@
 package controller
 
 import (
-	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
-	"github.com/kukeon/reconciler/pkg/ctr"
 	"github.com/kukeon/reconciler/pkg/hierarchy"
 )
 
@@ -17,13 +14,23 @@ type PlanInput struct {
 	Desired   *hierarchy.Tree
 	Observed  *Observed
 	Inventory *Inventory
-	// FailedFiles are manifest files that did not load this pass: objects
-	// recorded from them are kept, never pruned.
-	FailedFiles map[string]bool
+	// Sources is what the pass knows of the manifest files: objects
+	// recorded from a failed or emptied source are kept, never pruned.
+	Sources Sources
+	// Excluded are objects declared but left out of the desired tree
+	// because of an error (their own, or a parent's), with the reason:
+	// they and everything recorded under them are kept.
+	Excluded map[string]string
+	// PruneNotBefore defers deletions of objects that are no longer
+	// declared until the manifests have been quiet for the prune grace: a
+	// file in the middle of a rewrite is not intent.
+	PruneNotBefore time.Time
 	// Prune enables deleting recorded objects that are no longer desired.
 	Prune bool
 	// AllowEmpty lets an empty desired set prune everything.
 	AllowEmpty bool
+	// Restarts is the restart bookkeeping (nil: none).
+	Restarts *RestartBook
 	// Now is the planner's clock (restart backoff).
 	Now time.Time
 	// Backoff enables restart backoff (the daemon); a single --once pass
@@ -31,17 +38,19 @@ type PlanInput struct {
 	Backoff bool
 }
 
-// baseControllers are delegated on every level (SPEC §3).
-var baseControllers = []string{"cpu", "io", "memory", "pids"}
-
 // ComputePlan is the planner: a pure function of its input. Changes come in
 // execution order: deletes bottom-up (cells, stacks, spaces, realms), then
 // creates and updates top-down (realms, spaces, stacks, cells).
 func ComputePlan(in PlanInput) *Plan {
 	p := &Plan{}
-	p.Changes = append(p.Changes, planPrune(in, p)...)
+	var desired []Change
 	for _, r := range in.Desired.Realms {
-		p.Changes = append(p.Changes, planRealm(in, r))
+		desired = append(desired, planRealm(in, r))
+	}
+	p.Changes = append(planPrune(in, p, desired), desired...)
+	for i := range p.Changes[len(p.Changes)-len(desired):] {
+		ch := &p.Changes[len(p.Changes)-len(desired)+i]
+		ch.Phase = phaseOf(false, ch.Level)
 	}
 	for _, r := range in.Desired.Realms {
 		for _, s := range r.Spaces {
@@ -63,233 +72,6 @@ func ComputePlan(in PlanInput) *Plan {
 		}
 	}
 	return p
-}
-
-// WantedControllers is the set a level asks to delegate: cpu, io, memory,
-// pids, plus cpuset when its resources pin cpus or mems, or every controller
-// the host has for a nested cgroup runtime.
-func WantedControllers(res *v1beta1.Resources, nested bool, available []string) []string {
-	if nested {
-		return slices.Clone(available)
-	}
-	want := slices.Clone(baseControllers)
-	if res != nil && res.CPU != nil && (res.CPU.Cpus != "" || res.CPU.Mems != "") {
-		want = append(want, "cpuset")
-	}
-	sort.Strings(want)
-	return want
-}
-
-// intersect returns a ∩ b, sorted.
-func intersect(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		if slices.Contains(b, x) {
-			out = append(out, x)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// subtract returns a − b, sorted.
-func subtract(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			out = append(out, x)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// planCgroup compares a level cgroup with its desired delegation and
-// resources and returns the steps and reasons to converge it.
-func planCgroup(in PlanInput, path string, res *v1beta1.Resources, nested bool) (steps []Step, reasons, files []string) {
-	obs := in.Observed.Cgroups[path]
-	want := intersect(WantedControllers(res, nested, in.Observed.Available), in.Observed.Available)
-	switch {
-	case !obs.Exists:
-		steps = append(steps, StepEnsureCgroup)
-		reasons = append(reasons, "cgroup missing")
-	case len(subtract(want, obs.Delegated)) > 0:
-		steps = append(steps, StepEnsureCgroup)
-		reasons = append(reasons, "controllers not delegated: "+strings.Join(subtract(want, obs.Delegated), " "))
-	}
-	if files = resourceDiff(in.Observed, path, res); len(files) > 0 {
-		steps = append(steps, StepWriteResources)
-		if obs.Exists {
-			reasons = append(reasons, strings.Join(files, ", ")+" differ")
-		}
-	}
-	return steps, reasons, files
-}
-
-// resourceDiff returns the resource files of res whose observed value does
-// not satisfy the desired one. Files of controllers the host lacks are left
-// out: they cannot be written, and status reports the missing controller.
-func resourceDiff(obs *Observed, path string, res *v1beta1.Resources) []string {
-	st := obs.Cgroups[path]
-	var files []string
-	for _, f := range v1beta1.CgroupFiles(res) {
-		if !slices.Contains(obs.Available, f.Controller) {
-			continue
-		}
-		got, ok := st.Files[f.File]
-		if !ok || !v1beta1.CgroupValueEqual(f.File, f.Value, got) {
-			files = append(files, f.File)
-		}
-	}
-	return files
-}
-
-// levelAction turns steps into an action: nothing to do is unchanged; an
-// object that is neither recorded nor present is created; else updated.
-func levelAction(steps []Step, recorded, present bool) Action {
-	switch {
-	case len(steps) == 0:
-		return ActionUnchanged
-	case !recorded && !present:
-		return ActionCreated
-	default:
-		return ActionUpdated
-	}
-}
-
-func planRealm(in PlanInput, r *hierarchy.Realm) Change {
-	ch := Change{Level: LevelRealm, Kind: v1beta1.KindRealm, Key: r.Key(), Realm: r, Implied: r.Implied}
-	ch.Record = in.Inventory.Objects[ch.Key]
-	if rec := ch.Record; rec != nil && rec.Namespace != "" && rec.Namespace != r.Namespace {
-		// Containers cannot move between containerd namespaces; kukeon
-		// calls this a breaking change too. Refuse rather than orphan the
-		// old namespace's containers.
-		ch.Action = ActionUpdated
-		ch.Refused = fmt.Sprintf("containerd namespace changed from %s to %s: remove the realm's manifests and converge (the realm is pruned), then add them back",
-			rec.Namespace, r.Namespace)
-		return ch
-	}
-	nsExists := in.Observed.Namespaces[r.Namespace]
-	if !nsExists {
-		ch.Steps = append(ch.Steps, StepEnsureNamespace)
-		ch.Reasons = append(ch.Reasons, "namespace "+r.Namespace+" missing")
-	}
-	steps, reasons, files := planCgroup(in, r.CgroupPath, r.Resources, false)
-	ch.ResourceFiles = files
-	ch.Steps = append(ch.Steps, steps...)
-	ch.Reasons = append(ch.Reasons, reasons...)
-	ch.Action = levelAction(ch.Steps, ch.Record != nil, nsExists || in.Observed.Cgroups[r.CgroupPath].Exists)
-	return ch
-}
-
-func planSpace(in PlanInput, s *hierarchy.Space) Change {
-	ch := Change{Level: LevelSpace, Kind: v1beta1.KindSpace, Key: s.Key(), Space: s, Implied: s.Implied,
-		Parent: hierarchy.RealmKey(s.Realm)}
-	ch.Record = in.Inventory.Objects[ch.Key]
-	ch.Steps, ch.Reasons, ch.ResourceFiles = planCgroup(in, s.CgroupPath, s.Resources, false)
-	ch.Action = levelAction(ch.Steps, ch.Record != nil, in.Observed.Cgroups[s.CgroupPath].Exists)
-	return ch
-}
-
-func planStack(in PlanInput, st *hierarchy.Stack) Change {
-	ch := Change{Level: LevelStack, Kind: v1beta1.KindStack, Key: st.Key(), Stack: st, Implied: st.Implied,
-		Parent: hierarchy.SpaceKey(st.Realm, st.Space)}
-	ch.Record = in.Inventory.Objects[ch.Key]
-	ch.Steps, ch.Reasons, ch.ResourceFiles = planCgroup(in, st.CgroupPath, st.Resources, false)
-	ch.Action = levelAction(ch.Steps, ch.Record != nil, in.Observed.Cgroups[st.CgroupPath].Exists)
-	return ch
-}
-
-// planPrune deletes recorded objects that are no longer desired, bottom-up,
-// under the guards of SPEC §5.
-func planPrune(in PlanInput, p *Plan) []Change {
-	// empty: no manifest declares anything (implied parents do not count).
-	desired := map[string]bool{}
-	empty := true
-	for _, r := range in.Desired.Realms {
-		desired[r.Key()] = true
-		empty = empty && r.Implied
-		for _, s := range r.Spaces {
-			desired[s.Key()] = true
-			empty = empty && s.Implied
-			for _, st := range s.Stacks {
-				desired[st.Key()] = true
-				empty = empty && st.Implied
-				for _, c := range st.Cells {
-					desired[c.Key()] = true
-					empty = false
-				}
-			}
-		}
-	}
-	var candidates []string
-	for _, k := range in.Inventory.Keys() {
-		if !desired[k] {
-			candidates = append(candidates, k)
-		}
-	}
-	if len(candidates) == 0 {
-		return nil
-	}
-	if !in.Prune {
-		return nil
-	}
-	if empty && !in.AllowEmpty {
-		p.Warnings = append(p.Warnings, fmt.Sprintf(
-			"refusing to prune %d recorded objects: no objects are desired (an empty or unreadable manifest directory?); pass --allow-empty to prune everything",
-			len(candidates)))
-		return nil
-	}
-	keep := map[string]bool{}
-	for k := range desired {
-		keep[k] = true
-	}
-	for _, k := range candidates {
-		rec := in.Inventory.Objects[k]
-		if rec.Realm == v1beta1.SystemRealm {
-			keep[k] = true
-			continue
-		}
-		if rec.Source != "" && in.FailedFiles[rec.Source] {
-			keep[k] = true
-		}
-	}
-	// An object with a kept descendant stays: deleting a realm would take a
-	// kept cell with it.
-	for _, k := range candidates {
-		rec := in.Inventory.Objects[k]
-		for kk := range keep {
-			if kr := in.Inventory.Objects[kk]; kr != nil && isAncestor(rec, kr) {
-				keep[k] = true
-			}
-		}
-	}
-	var out []Change
-	for lvl := LevelCell; lvl >= LevelRealm; lvl-- {
-		for _, k := range candidates {
-			rec := in.Inventory.Objects[k]
-			if keep[k] || rec.Kind != lvl.String() {
-				continue
-			}
-			ch := Change{Level: lvl, Kind: rec.Kind, Key: k, Action: ActionDeleted, Record: rec,
-				Reasons: []string{"no longer declared"}}
-			switch lvl {
-			case LevelRealm:
-				ch.Steps = []Step{StepDeleteCgroup, StepDeleteNamespace}
-			default:
-				ch.Steps = []Step{StepDeleteCgroup}
-			}
-			if lvl == LevelCell {
-				for _, c := range in.Observed.ContainersOfCell(rec.Namespace, rec.Space, rec.Stack, rec.CellID) {
-					ch.Containers = append(ch.Containers, ContainerChange{ID: containerShortID(c.ID), ContainerdID: c.ID,
-						Root: c.Labels[ctr.LabelContainerType] == "root", Action: ContainerDelete})
-				}
-				sortDeletes(ch.Containers)
-			}
-			out = append(out, ch)
-		}
-	}
-	return out
 }
 
 // isAncestor reports whether a is a strict ancestor of b.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
@@ -22,6 +23,9 @@ const (
 	StateDegraded = "Degraded"
 	StateFailed   = "Failed"
 	StateBlocked  = "Blocked"
+	// StateOrphaned is a recorded object that is no longer declared and is
+	// kept (see Kept): it still exists, with its containers.
+	StateOrphaned = "Orphaned"
 	// StateCompleted is an autoDelete cell whose workloads exited cleanly
 	// and that was removed.
 	StateCompleted = "Completed"
@@ -73,6 +77,22 @@ type ObjectStatus struct {
 	Controllers        []string          `json:"controllers"`
 	MissingControllers []string          `json:"missingControllers,omitempty"`
 	Containers         []ContainerStatus `json:"containers,omitempty"`
+	// Usage is the cgroup's usage at the end of the pass (full daemon
+	// passes and --once; see Options.Usage).
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage is what a level cgroup uses now (memory.current, pids.current) and
+// has used since it was created (cpu.stat).
+type Usage struct {
+	MemoryBytes      uint64 `json:"memoryBytes"`
+	SwapBytes        uint64 `json:"swapBytes,omitempty"`
+	OOMKills         uint64 `json:"oomKills,omitempty"`
+	CPUUsec          uint64 `json:"cpuUsec"`
+	CPUThrottledUsec uint64 `json:"cpuThrottledUsec,omitempty"`
+	Pids             uint64 `json:"pids"`
+	IOReadBytes      uint64 `json:"ioReadBytes,omitempty"`
+	IOWriteBytes     uint64 `json:"ioWriteBytes,omitempty"`
 }
 
 // ContainerStatus is the status of one container of a cell.
@@ -118,30 +138,9 @@ func (s *Status) Save(path string) error {
 	return writeFileAtomic(path, append(b, '\n'))
 }
 
-// restartsFrom extracts the restart bookkeeping of a previous status.
-func restartsFrom(prev *Status) map[string]RestartState {
-	out := map[string]RestartState{}
-	if prev == nil {
-		return out
-	}
-	for _, o := range prev.Objects {
-		for _, c := range o.Containers {
-			rs := RestartState{Count: c.RestartCount}
-			if c.LastExitCode != nil {
-				rs.LastExitCode = *c.LastExitCode
-			}
-			if c.LastRestartAt != nil {
-				rs.LastRestart = *c.LastRestartAt
-			}
-			out[o.Namespace+"/"+c.ContainerdID] = rs
-		}
-	}
-	return out
-}
-
 // buildStatus derives every object's status from the final observation and
 // the outcomes of the pass.
-func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restarts map[string]RestartState, inv *Inventory) []ObjectStatus {
+func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restarts *RestartBook, inv *Inventory) []ObjectStatus {
 	byKey := map[string]Outcome{}
 	for _, o := range outcomes {
 		if o.Change != nil {
@@ -158,9 +157,7 @@ func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restar
 		if st.Controllers == nil {
 			st.Controllers = []string{}
 		}
-		if !nested { // a nested runtime asks for what the host has, nothing more
-			st.MissingControllers = subtract(WantedControllers(m.Resources, false, obs.Available), obs.Available)
-		}
+		st.MissingControllers = assessLevel(obs, m.CgroupPath, m.Resources, nested).Missing
 		o := byKey[key]
 		switch {
 		case o.Blocked != "":
@@ -187,13 +184,14 @@ func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restar
 				out = append(out, level(v1beta1.KindStack, sk.Key(), sk.Meta, "", false))
 				for _, c := range sk.Cells {
 					st := level(v1beta1.KindCell, c.Key(), c.Meta, c.Namespace, c.NestedCgroupRuntime)
-					if rec := inv.Objects[c.Key()]; c.AutoDelete && rec != nil && rec.Completed != "" && rec.Completed == CellFingerprint(c) {
+					v := assessCell(c, obs, inv.Objects[c.Key()], restarts, time.Time{}, false)
+					if v.CompletedBefore {
 						st.State, st.Reason, st.Message = StateCompleted, "AutoDeleted", "workloads exited cleanly; the cell was removed (autoDelete) and stays removed until its spec changes"
 						st.Controllers = []string{}
 						out = append(out, st)
 						continue
 					}
-					out = append(out, cellStatus(st, c, obs, restarts))
+					out = append(out, cellStatus(st, v))
 				}
 			}
 		}
@@ -201,17 +199,57 @@ func buildStatus(tree *hierarchy.Tree, obs *Observed, outcomes []Outcome, restar
 	return out
 }
 
-func cellStatus(st ObjectStatus, c *hierarchy.Cell, obs *Observed, restarts map[string]RestartState) ObjectStatus {
-	observed := map[string]ctr.Container{}
-	for _, oc := range obs.ContainersOfCell(c.Namespace, c.Space, c.Stack, c.ID) {
-		observed[oc.ID] = oc
+// orphanStatus shows the kept objects as they are on the host.
+func orphanStatus(kept []Kept, obs *Observed) []ObjectStatus {
+	var out []ObjectStatus
+	for _, k := range kept {
+		rec := k.Record
+		st := ObjectStatus{Kind: k.Kind, Key: k.Key, State: StateOrphaned, Reason: "Kept" + kebabToCamel(string(k.Why)),
+			Message: "kept: " + k.Reason, Source: rec.Source, CgroupPath: rec.Cgroup, Controllers: obs.Cgroups[rec.Cgroup].Delegated}
+		if st.Controllers == nil {
+			st.Controllers = []string{}
+		}
+		if k.Kind == v1beta1.KindRealm || k.Kind == v1beta1.KindCell {
+			st.Namespace = rec.Namespace
+		}
+		if k.Kind == v1beta1.KindCell {
+			for _, oc := range obs.ContainersOfCell(rec.Namespace, rec.Space, rec.Stack, rec.CellID) {
+				cs := ContainerStatus{ID: containerShortID(oc.ID), ContainerdID: oc.ID, Root: oc.Labels[ctr.LabelContainerType] == "root"}
+				switch oc.Task.Status {
+				case ctr.TaskRunning:
+					cs.State, cs.PID = ContainerRunning, oc.Task.PID
+				case ctr.TaskStopped:
+					code := oc.Task.ExitCode
+					cs.State, cs.ExitCode = ContainerExited, &code
+				default:
+					cs.State = ContainerCreated
+				}
+				st.Containers = append(st.Containers, cs)
+			}
+		}
+		out = append(out, st)
 	}
+	return out
+}
+
+// kebabToCamel turns "prune-off" into "PruneOff".
+func kebabToCamel(s string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(s, "-") {
+		if part != "" {
+			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+		}
+	}
+	return b.String()
+}
+
+// cellStatus renders the assessment of a cell; it judges nothing itself.
+func cellStatus(st ObjectStatus, v CellView) ObjectStatus {
 	running, expected := 0, 0
 	var failedMsgs, downMsgs []string
-	for _, dc := range c.Containers {
-		cs := ContainerStatus{ID: dc.Spec.ID, ContainerdID: dc.ContainerdID, Root: dc.Root}
-		rs := restarts[c.Namespace+"/"+dc.ContainerdID]
-		cs.RestartCount = rs.Count
+	for _, cv := range v.Containers {
+		dc, oc, rs := cv.Desired, cv.Observed, cv.Restart
+		cs := ContainerStatus{ID: dc.Spec.ID, ContainerdID: dc.ContainerdID, Root: dc.Root, RestartCount: rs.Count}
 		if rs.Count > 0 {
 			lc := rs.LastExitCode
 			cs.LastExitCode = &lc
@@ -220,49 +258,35 @@ func cellStatus(st ObjectStatus, c *hierarchy.Cell, obs *Observed, restarts map[
 			t := rs.LastRestart
 			cs.LastRestartAt = &t
 		}
-		oc, ok := observed[dc.ContainerdID]
-		needRun := true
-		switch {
-		case !ok:
+		switch cv.Verdict {
+		case VerdictMissing:
 			cs.State = ContainerMissing
-		case oc.Labels[ctr.LabelSpecHash] != dc.SpecHash:
-			cs.State = ContainerMissing
-			cs.Message = "spec changed; waiting for recreate"
-		case oc.Task.Status == ctr.TaskRunning:
+		case VerdictSpecChanged:
+			cs.State, cs.Message = ContainerMissing, "spec changed; waiting for recreate"
+		case VerdictRunning:
 			cs.State, cs.PID = ContainerRunning, oc.Task.PID
 			if !oc.Task.StartedAt.IsZero() {
 				t := oc.Task.StartedAt
 				cs.StartedAt = &t
 			}
-		case oc.Task.Status == ctr.TaskStopped:
+		case VerdictStart:
+			cs.State = ContainerCreated
+		default: // the task exited
 			code := oc.Task.ExitCode
-			cs.ExitCode = &code
-			cs.State = ContainerExited
-			switch dc.Spec.RestartPolicy {
-			case v1beta1.RestartNever:
-				needRun = false
-				if code != 0 {
-					failedMsgs = append(failedMsgs, fmt.Sprintf("container %s exited with code %d", dc.Spec.ID, code))
-				}
-			case v1beta1.RestartOnFailure:
-				if code == 0 {
-					needRun = false
-				} else if int64(rs.Count) >= *dc.Spec.RestartMaxRetries {
-					cs.State = ContainerFailed
-					cs.Message = fmt.Sprintf("exited with code %d after %d restarts (restartMaxRetries %d)", code, rs.Count, *dc.Spec.RestartMaxRetries)
-					failedMsgs = append(failedMsgs, fmt.Sprintf("container %s %s", dc.Spec.ID, cs.Message))
-				}
-			}
-			if dc.Root {
-				needRun = true
-			} else if needRun && cs.State == ContainerExited && dc.Spec.RestartPolicy != v1beta1.RestartNever {
-				next := rs.LastRestart.Add(RestartDelay(time.Duration(*dc.Spec.RestartBackoffSeconds)*time.Second, rs.Count))
+			cs.ExitCode, cs.State = &code, ContainerExited
+			switch {
+			case cv.Verdict == VerdictGaveUp:
+				cs.State = ContainerFailed
+				cs.Message = fmt.Sprintf("exited with code %d after %d restarts (restartMaxRetries %d)", code, rs.Count, *dc.Spec.RestartMaxRetries)
+				failedMsgs = append(failedMsgs, fmt.Sprintf("container %s %s", dc.Spec.ID, cs.Message))
+			case cv.Failed():
+				failedMsgs = append(failedMsgs, fmt.Sprintf("container %s exited with code %d", dc.Spec.ID, code))
+			case (cv.Verdict == VerdictRestart || cv.Verdict == VerdictBackoff) && !dc.Root:
+				next := cv.NextRestart
 				cs.NextRestartAt = &next
 			}
-		default:
-			cs.State = ContainerCreated
 		}
-		if needRun {
+		if cv.ShouldRun() {
 			expected++
 			if cs.State == ContainerRunning {
 				running++
@@ -298,4 +322,33 @@ func stateWords(cs ContainerStatus) string {
 		return "not started"
 	}
 	return cs.State
+}
+
+// readUsage fills the usage of every object whose cgroup exists, reading
+// up to Workers cgroups at once. A group that vanished meanwhile has none;
+// another failure is the object's status message.
+func (rc *Reconciler) readUsage(st *Status) {
+	sem := make(chan struct{}, rc.workers())
+	var wg sync.WaitGroup
+	for i := range st.Objects {
+		o := &st.Objects[i]
+		if o.CgroupPath == "" || o.State == StateCompleted || o.State == StatePending && o.Reason == "CgroupMissing" {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			u, err := rc.Cgroups.Stat(o.CgroupPath)
+			switch {
+			case errors.Is(err, ctr.ErrNotFound):
+			case err != nil:
+				o.Message = strings.TrimPrefix(o.Message+"; ", "; ") + fmt.Sprintf("read usage of %s: %v", o.CgroupPath, err)
+			default:
+				o.Usage = &Usage{MemoryBytes: u.MemoryBytes, SwapBytes: u.SwapBytes, OOMKills: u.OOMKills, CPUUsec: u.CPUUsec,
+					CPUThrottledUsec: u.CPUThrottledUsec, Pids: u.Pids, IOReadBytes: u.IOReadBytes, IOWriteBytes: u.IOWriteBytes}
+			}
+		}()
+	}
+	wg.Wait()
 }

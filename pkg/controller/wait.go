@@ -11,7 +11,7 @@ import (
 
 // waitReady polls until every container that should run is running, or
 // the timeout passes. It returns the last observation.
-func (rc *Reconciler) waitReady(ctx context.Context, o *Observer, pr *PassResult, inv *Inventory, restarts map[string]RestartState) (*Observed, error) {
+func (rc *Reconciler) waitReady(ctx context.Context, o *Observer, pr *PassResult, inv *Inventory, restarts *RestartBook) (*Observed, error) {
 	deadline := rc.now().Add(rc.Opts.Timeout)
 	delay := 50 * time.Millisecond
 	for {

@@ -53,6 +53,9 @@ type Client struct {
 
 	archives archiveIndex
 	flights  flightGroup
+
+	createMu sync.Mutex
+	creating map[string]bool // "ns/id" of creates in flight (claimCreate)
 }
 
 // New returns a client for cfg. It does not dial: the first call does.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -23,9 +25,20 @@ const annotationLogPath = "io.kukeon.reconciler.log-path"
 const shimGroupLabel = "io.containerd.runc.v2.group"
 
 // CreateContainer creates container spec.ID in namespace ns from an image
-// already present there (see EnsureImage), with a new snapshot of it. It
-// returns an error matching ErrAlreadyExists if the ID exists and
-// ErrImageNotPresent if the image is missing. The task is not started.
+// already present there (see EnsureImage), with a new snapshot of it (key
+// spec.ID, carrying our managed-by label). The task is not started.
+//
+// It is idempotent over an interrupted create of the same ID: what such a
+// create left (see clearLeftovers for exactly what counts) is removed and
+// the container created anew. It returns an error matching
+// ErrAlreadyExists if a container with that ID exists — matching
+// ErrNotOwned as well when that container, or a snapshot holding the key,
+// is not ours, which is then left untouched — and ErrImageNotPresent if the
+// image is missing.
+//
+// The create runs under a lease of its own (see openCreateLease), so a
+// failure leaks nothing: on error the lease is deleted synchronously and
+// containerd's garbage collector takes the prepared snapshot with it.
 func (c *Client) CreateContainer(ctx context.Context, ns string, spec ContainerSpec) error {
 	cc, err := c.conn()
 	if err != nil {
@@ -55,26 +68,36 @@ func (c *Client) CreateContainer(ctx context.Context, ns string, spec ContainerS
 	}
 	opts := []client.NewContainerOpts{
 		client.WithImage(img),
-		client.WithNewSnapshot(spec.ID, img),
+		client.WithNewSnapshot(spec.ID, img, snapshots.WithLabels(map[string]string{LabelManagedBy: ManagedByValue})),
 		client.WithNewSpec(SpecOpts(c.withCgroupsPath(ns, spec), img, c.cfg.PauseBinary)...),
 		client.WithContainerLabels(labels),
 	}
-	_, err = cc.NewContainer(nctx, spec.ID, opts...)
+
+	release, err := c.claimCreate(ns, spec.ID)
+	if err != nil {
+		return err
+	}
+	defer release()
+	lease, interrupted, err := c.openCreateLease(nctx, cc, ns, spec.ID)
+	if err != nil {
+		return err
+	}
+	lctx := leases.WithLease(nctx, lease.ID)
+	_, err = cc.NewContainer(lctx, spec.ID, opts...)
 	if errdefs.IsNotFound(err) {
 		// The image is present but not unpacked for this snapshotter yet.
 		if uerr := img.Unpack(nctx, ""); uerr != nil {
-			return c.fail(cc, "unpack image "+name+" in "+ns, uerr)
+			return c.closeCreateLease(nctx, cc, ns, spec.ID, lease, c.fail(cc, "unpack image "+name+" in "+ns, uerr))
 		}
-		_, err = cc.NewContainer(nctx, spec.ID, opts...)
+		_, err = cc.NewContainer(lctx, spec.ID, opts...)
 	}
-	if err != nil {
-		if !errdefs.IsAlreadyExists(err) {
-			// NewContainer leaves the prepared snapshot behind on failure.
-			_ = cc.SnapshotService("").Remove(nctx, spec.ID)
+	if errdefs.IsAlreadyExists(err) {
+		if cerr := c.clearLeftovers(nctx, cc, ns, spec.ID, interrupted); cerr != nil {
+			return c.closeCreateLease(nctx, cc, ns, spec.ID, lease, cerr)
 		}
-		return c.fail(cc, "create container "+spec.ID+" in "+ns, err)
+		_, err = cc.NewContainer(lctx, spec.ID, opts...)
 	}
-	return nil
+	return c.closeCreateLease(nctx, cc, ns, spec.ID, lease, c.fail(cc, "create container "+spec.ID+" in "+ns, err))
 }
 
 // shimGroup is the cell key of a container's labels, "" when incomplete.

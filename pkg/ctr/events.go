@@ -15,43 +15,65 @@ const eventBuffer = 256
 
 // Events subscribes to task exits and container deletions in every
 // namespace and delivers them until ctx ends, when the channel is closed.
-// When the stream breaks (containerd restarted) it resubscribes with
-// backoff (100 ms doubling to 5 s) and then sends one EventReconnected:
-// events in between are lost, so consumers relist. It never blocks on a
-// slow consumer: when the buffer is full the oldest event is dropped.
+//
+// The connection is reported too, by EventDisconnected and
+// EventReconnected, strictly alternating and never repeated:
+// EventDisconnected as soon as the stream breaks (containerd died or its
+// socket went away; gRPC fails the stream at once) or, at start, when
+// containerd cannot be reached; then it resubscribes with backoff (100 ms
+// doubling to 5 s) and sends EventReconnected once containerd answers a Ping
+// and a new stream is open. Events in between are lost, so consumers relist
+// on EventReconnected. The first successful subscription sends nothing.
+//
+// The stream is the signal, not the gRPC connectivity state: the client
+// dials lazily, and a channel whose transport closed goes idle rather than
+// to a failure state until the next call, so the state would say nothing
+// the failed stream has not said first.
+//
+// It never blocks on a slow consumer: when the buffer is full the oldest
+// event is dropped (a consumer that far behind relists anyway).
 func (c *Client) Events(ctx context.Context) <-chan Event {
 	out := make(chan Event, eventBuffer)
 	go func() {
 		defer close(out)
 		backoff := 100 * time.Millisecond
-		first := true
-		for ctx.Err() == nil {
-			if !first {
+		down := false
+		lost := func() {
+			if !down && ctx.Err() == nil {
+				down = true
+				send(out, Event{Kind: EventDisconnected, At: time.Now()})
+			}
+		}
+		for attempt := 0; ctx.Err() == nil; attempt++ {
+			if attempt > 0 {
 				select {
 				case <-ctx.Done():
 					return
 				case <-time.After(backoff):
 				}
 				backoff = min(backoff*2, 5*time.Second)
-				// Do not announce a reconnection before containerd answers.
+			}
+			// Do not announce a reconnection before containerd answers.
+			if down {
 				if err := c.Ping(ctx); err != nil {
 					continue
 				}
 			}
 			cc, err := c.conn()
 			if err != nil {
-				first = false
+				lost()
 				continue
 			}
 			sctx, cancel := context.WithCancel(ctx)
 			envs, errs := cc.Subscribe(sctx, `topic=="/tasks/exit"`, `topic=="/containers/delete"`)
-			if !first {
+			if down {
+				down = false
 				send(out, Event{Kind: EventReconnected, At: time.Now()})
 				backoff = 100 * time.Millisecond
 			}
-			first = false
 			c.pump(sctx, envs, errs, out)
 			cancel()
+			lost()
 		}
 	}()
 	return out

@@ -3,7 +3,9 @@ package ctr
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -79,6 +81,9 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 		}
 	}
 
+	if err := c.releaseCreateLease(nctx, cc, ns, id); err != nil {
+		return 0, err
+	}
 	logPath := logPathOf(info)
 	if logPath == "" {
 		logPath = c.logPath(ns, id)
@@ -177,15 +182,15 @@ func (c *Client) stop(ctx context.Context, cc *client.Client, cont client.Contai
 }
 
 // DeleteContainer stops (as StopContainer) and deletes our container id in
-// ns with its snapshot. It returns an error matching ErrNotFound if the
-// container does not exist and ErrNotOwned if it lacks our label (it is
-// then left untouched).
+// ns with its snapshot, then its log file (see removeLog). It returns an
+// error matching ErrNotFound if the container does not exist and
+// ErrNotOwned if it lacks our label (it is then left untouched).
 func (c *Client) DeleteContainer(ctx context.Context, ns, id string, grace time.Duration) error {
 	cc, err := c.conn()
 	if err != nil {
 		return err
 	}
-	cont, _, err := c.load(ctx, cc, ns, id)
+	cont, info, err := c.load(ctx, cc, ns, id)
 	if err != nil {
 		return err
 	}
@@ -195,6 +200,26 @@ func (c *Client) DeleteContainer(ctx context.Context, ns, id string, grace time.
 	nctx := nsCtx(ctx, ns)
 	if err := cont.Delete(nctx, client.WithSnapshotCleanup); err != nil {
 		return c.fail(cc, "delete container "+id+" in "+ns, err)
+	}
+	return c.removeLog(ns, id, logPathOf(info))
+}
+
+// removeLog removes the log file of container id in ns once the task and
+// the container are gone: the annotated path, or the default one when there
+// is none. Only a file in the log tree of the state dir (StateDir/logs) is
+// removed; a LogPath the caller chose elsewhere is the caller's to keep. A
+// missing file is fine. The directory stays: a concurrent start in the same
+// namespace may be about to create its own file there.
+func (c *Client) removeLog(ns, id, path string) error {
+	if path == "" {
+		path = c.logPath(ns, id)
+	}
+	tree := filepath.Join(c.cfg.StateDir, "logs") + string(filepath.Separator)
+	if !strings.HasPrefix(filepath.Clean(path), tree) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete container %s in %s: remove log: %w", id, ns, err)
 	}
 	return nil
 }

@@ -158,8 +158,14 @@ type EventKind string
 const (
 	EventTaskExit        EventKind = "task-exit"
 	EventContainerDelete EventKind = "container-delete"
+	// EventDisconnected is sent once as soon as the event stream breaks
+	// (containerd died or its socket went away), and at start when
+	// containerd cannot be reached: events are lost until the matching
+	// EventReconnected. Consumers should consider containerd down.
+	EventDisconnected EventKind = "disconnected"
 	// EventReconnected is sent once after the event stream was re-established
-	// (containerd restarted); consumers should relist everything.
+	// (containerd restarted), always after an EventDisconnected; consumers
+	// should relist everything.
 	EventReconnected EventKind = "reconnected"
 )
 
@@ -176,4 +182,29 @@ type Event struct {
 type FileValue struct {
 	File  string
 	Value string
+}
+
+// Usage is what the processes of a cgroup and all its descendants use, as
+// the kernel accounts it (Cgroups.Stat). A value whose controller is not
+// enabled in the group reads as zero: memory and OOM kills need memory,
+// Pids needs pids, IO needs io, CPUThrottledUsec needs cpu. CPUUsec is
+// accounted in every cgroup v2 group.
+type Usage struct {
+	// MemoryBytes is memory.current: the memory charged to the group now.
+	MemoryBytes uint64
+	// SwapBytes is memory.swap.current.
+	SwapBytes uint64
+	// OOMKills is oom_kill of memory.events: processes the OOM killer
+	// ended under this group's limits, since the group was created.
+	OOMKills uint64
+	// CPUUsec is usage_usec of cpu.stat: CPU time used since creation.
+	CPUUsec uint64
+	// CPUThrottledUsec is throttled_usec of cpu.stat: time held back by
+	// cpu.max.
+	CPUThrottledUsec uint64
+	// Pids is pids.current: processes and threads in the group now.
+	Pids uint64
+	// IOReadBytes and IOWriteBytes sum rbytes and wbytes of io.stat over
+	// the devices.
+	IOReadBytes, IOWriteBytes uint64
 }

@@ -24,7 +24,7 @@ import (
 // subtree of a realm left out for its namespace. When Build returns an error
 // the tree is therefore incomplete, and a caller must not prune (delete what
 // the tree lacks) on it: it would delete the running objects of the very
-// manifests that are in error.
+// manifests that are in error. Tree.Excluded names every object so left out.
 func Build(docs []manifest.Document, opts Options) (*Tree, []manifest.Diagnostic) {
 	b := &builder{
 		root:       opts.cgroupRoot(),
@@ -35,7 +35,8 @@ func Build(docs []manifest.Document, opts Options) (*Tree, []manifest.Diagnostic
 		stacks:     map[[3]string]*Stack{},
 		cellIDs:    map[[4]string]claim{},
 		namespaces: map[string]claim{},
-		dropped:    map[string]bool{},
+		dropped:    map[string]string{},
+		excluded:   map[string]string{},
 	}
 	// Levels are built top-down, so a declared parent is always in place
 	// before a child could imply it, whatever the document order.
@@ -81,19 +82,62 @@ type builder struct {
 	// cellIDs maps realm, space, stack and cell spec.id to its cell.
 	cellIDs    map[[4]string]claim
 	namespaces map[string]claim
-	// dropped are realms left out with their subtree; children naming them
-	// are skipped without a diagnostic of their own.
-	dropped map[string]bool
+	// dropped maps a realm left out with its subtree to why; children
+	// naming it are skipped without a diagnostic of their own.
+	dropped map[string]string
+	// excluded is Tree.Excluded.
+	excluded map[string]string
 }
 
-func (b *builder) errorf(doc *manifest.Document, object, field, format string, args ...any) {
+// exclude records that the object key is left out of the tree, and why. The
+// first reason given for a key stands.
+func (b *builder) exclude(reason string, keys ...string) {
+	for _, k := range keys {
+		if _, ok := b.excluded[k]; !ok {
+			b.excluded[k] = reason
+		}
+	}
+}
+
+// drop leaves realm out with its subtree.
+func (b *builder) drop(realm, reason string) {
+	b.dropped[realm] = reason
+	b.exclude(reason, RealmKey(realm))
+}
+
+// skip excludes an object of a dropped realm (its key last) and the parents
+// it names, which would have been implied.
+func (b *builder) skip(realm string, keys ...string) {
+	b.exclude("realm "+realm+" is excluded: "+b.dropped[realm], keys...)
+}
+
+// lineage returns the keys of an object and its parents, realm first: names
+// are realm, space, stack, cell, as far as the object's level goes.
+func lineage(names ...string) []string {
+	keys := []string{RealmKey(names[0])}
+	if len(names) > 1 {
+		keys = append(keys, SpaceKey(names[0], names[1]))
+	}
+	if len(names) > 2 {
+		keys = append(keys, StackKey(names[0], names[1], names[2]))
+	}
+	if len(names) > 3 {
+		keys = append(keys, CellKey(names[0], names[1], names[2], names[3]))
+	}
+	return keys
+}
+
+// errorf reports an error and returns its message.
+func (b *builder) errorf(doc *manifest.Document, object, field, format string, args ...any) string {
+	msg := fmt.Sprintf(format, args...)
 	b.diags = append(b.diags, manifest.Diagnostic{
 		Severity: manifest.SeverityError,
 		Position: doc.FieldPosition(field),
 		Object:   object,
 		Field:    field,
-		Message:  fmt.Sprintf(format, args...),
+		Message:  msg,
 	})
+	return msg
 }
 
 // declare reports whether key is declared for the first time, and reports a
@@ -107,19 +151,24 @@ func (b *builder) declare(doc *manifest.Document, key string) bool {
 	return true
 }
 
-// reserved reports (once per object) whether realm is kukeon's own.
-func (b *builder) reserved(doc *manifest.Document, key, realm, field string) bool {
+// reserved reports (once per object) whether the object is in kukeon's own
+// realm, and excludes it and the parents it names. names are the object's
+// lineage (see lineage).
+func (b *builder) reserved(doc *manifest.Document, field string, names ...string) bool {
+	realm := names[0]
 	if realm != v1beta1.SystemRealm {
 		return false
 	}
-	b.errorf(doc, key, field, "realm %q is reserved for kukeon and never managed by the reconciler", realm)
+	keys := lineage(names...)
+	msg := b.errorf(doc, keys[len(keys)-1], field, "realm %q is reserved for kukeon and never managed by the reconciler", realm)
+	b.exclude(msg, keys...)
 	return true
 }
 
 func (b *builder) addRealm(doc *manifest.Document, in *v1beta1.Realm) {
 	name := in.Metadata.Name
 	key := RealmKey(name)
-	if b.reserved(doc, key, name, "metadata.name") || !b.declare(doc, key) {
+	if b.reserved(doc, "metadata.name", name) || !b.declare(doc, key) {
 		return
 	}
 	ns := v1beta1.NamespaceFor(in, b.suffix)
@@ -128,13 +177,11 @@ func (b *builder) addRealm(doc *manifest.Document, in *v1beta1.Realm) {
 		field = "spec.namespace"
 	}
 	if ns == v1beta1.DefaultNamespace(v1beta1.SystemRealm, b.suffix) {
-		b.errorf(doc, key, field, "namespace %q belongs to the reserved realm %q", ns, v1beta1.SystemRealm)
-		b.dropped[name] = true
+		b.drop(name, b.errorf(doc, key, field, "namespace %q belongs to the reserved realm %q", ns, v1beta1.SystemRealm))
 		return
 	}
 	if first, ok := b.namespaces[ns]; ok {
-		b.errorf(doc, key, field, "namespace %q is already used by %s (declared at %s)", ns, first.object, first.pos)
-		b.dropped[name] = true
+		b.drop(name, b.errorf(doc, key, field, "namespace %q is already used by %s (declared at %s)", ns, first.object, first.pos))
 		return
 	}
 	b.namespaces[ns] = claim{object: key, pos: doc.Position}
@@ -147,8 +194,13 @@ func (b *builder) addRealm(doc *manifest.Document, in *v1beta1.Realm) {
 
 // realm returns the realm a child names, implying it when undeclared. It
 // returns nil when the child must be skipped (its realm is left out).
+//
+// An implied realm gets its default namespace only now, after every
+// declared realm took its own (Build adds all realms first): so a declared
+// realm whose spec.namespace is that default always wins, whatever the
+// document order, and the implied realm is dropped with its subtree.
 func (b *builder) realm(doc *manifest.Document, key, name string) *Realm {
-	if b.dropped[name] {
+	if _, ok := b.dropped[name]; ok {
 		return nil
 	}
 	if r := b.realms[name]; r != nil {
@@ -156,9 +208,8 @@ func (b *builder) realm(doc *manifest.Document, key, name string) *Realm {
 	}
 	ns := v1beta1.DefaultNamespace(name, b.suffix)
 	if first, ok := b.namespaces[ns]; ok {
-		b.errorf(doc, key, "spec.realmId", "implied %s would use namespace %q, which %s already uses (declared at %s)",
-			RealmKey(name), ns, first.object, first.pos)
-		b.dropped[name] = true
+		b.drop(name, b.errorf(doc, key, "spec.realmId", "implied %s would use namespace %q, which %s already uses (declared at %s)",
+			RealmKey(name), ns, first.object, first.pos))
 		return nil
 	}
 	b.namespaces[ns] = claim{object: RealmKey(name)}
@@ -211,11 +262,12 @@ func (b *builder) stack(doc *manifest.Document, key, realm, space, name string) 
 func (b *builder) addSpace(doc *manifest.Document, in *v1beta1.Space) {
 	realm, name := in.Spec.RealmID, in.Metadata.Name
 	key := SpaceKey(realm, name)
-	if b.reserved(doc, key, realm, "spec.realmId") || !b.declare(doc, key) {
+	if b.reserved(doc, "spec.realmId", realm, name) || !b.declare(doc, key) {
 		return
 	}
 	r := b.realm(doc, key, realm)
 	if r == nil {
+		b.skip(realm, lineage(realm, name)[1:]...)
 		return
 	}
 	s := &Space{
@@ -229,11 +281,12 @@ func (b *builder) addSpace(doc *manifest.Document, in *v1beta1.Space) {
 func (b *builder) addStack(doc *manifest.Document, in *v1beta1.Stack) {
 	realm, space, name := in.Spec.RealmID, in.Spec.SpaceID, in.Metadata.Name
 	key := StackKey(realm, space, name)
-	if b.reserved(doc, key, realm, "spec.realmId") || !b.declare(doc, key) {
+	if b.reserved(doc, "spec.realmId", realm, space, name) || !b.declare(doc, key) {
 		return
 	}
 	s := b.space(doc, key, realm, space)
 	if s == nil {
+		b.skip(realm, lineage(realm, space, name)[1:]...)
 		return
 	}
 	st := &Stack{
@@ -256,7 +309,7 @@ func (b *builder) meta(doc *manifest.Document, m v1beta1.ObjectMeta, res *v1beta
 }
 
 func (b *builder) tree() *Tree {
-	t := &Tree{}
+	t := &Tree{Excluded: b.excluded}
 	for _, r := range b.realms {
 		t.Realms = append(t.Realms, r)
 	}

@@ -1,6 +1,8 @@
 package hierarchy
 
 import (
+	"strings"
+
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/manifest"
 )
@@ -12,11 +14,12 @@ const SynthesizedRootID = "root"
 func (b *builder) addCell(doc *manifest.Document, in *v1beta1.Cell) {
 	realm, space, stack, name := in.Spec.RealmID, in.Spec.SpaceID, in.Spec.StackID, in.Metadata.Name
 	key := CellKey(realm, space, stack, name)
-	if b.reserved(doc, key, realm, "spec.realmId") || !b.declare(doc, key) {
+	if b.reserved(doc, "spec.realmId", realm, space, stack, name) || !b.declare(doc, key) {
 		return
 	}
 	st := b.stack(doc, key, realm, space, stack)
 	if st == nil {
+		b.skip(realm, lineage(realm, space, stack, name)[1:]...)
 		return
 	}
 	id := v1beta1.CellID(in)
@@ -27,8 +30,8 @@ func (b *builder) addCell(doc *manifest.Document, in *v1beta1.Cell) {
 	// Two cells of a stack with one spec.id would share every containerd ID.
 	idKey := [4]string{realm, space, stack, id}
 	if first, ok := b.cellIDs[idKey]; ok {
-		b.errorf(doc, key, idField, "cell id %q is already used by %s (declared at %s): their containerd IDs would collide",
-			id, first.object, first.pos)
+		b.exclude(b.errorf(doc, key, idField, "cell id %q is already used by %s (declared at %s): their containerd IDs would collide",
+			id, first.object, first.pos), key)
 		return
 	}
 	b.cellIDs[idKey] = claim{object: key, pos: doc.Position}
@@ -47,6 +50,11 @@ func (b *builder) addCell(doc *manifest.Document, in *v1beta1.Cell) {
 	before := len(b.diags)
 	c.Containers = b.containers(doc, key, in, c, idField)
 	if len(b.diags) > before || len(c.Containers) == 0 {
+		var msgs []string
+		for _, d := range b.diags[before:] {
+			msgs = append(msgs, d.Message)
+		}
+		b.exclude(strings.Join(msgs, "; "), key)
 		return
 	}
 	c.Root = c.Containers[0]

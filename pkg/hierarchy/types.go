@@ -23,6 +23,18 @@ type Options struct {
 // tree and everything derived from it is deterministic.
 type Tree struct {
 	Realms []*Realm
+	// Excluded maps the key (RealmKey, SpaceKey, StackKey, CellKey) of every
+	// object that is declared, or would be implied, but is left out of the
+	// tree because of an error to why, one line: its own error (the cell's
+	// containers, a cell id or a namespace already used, the reserved
+	// realm), or "realm R is excluded: <why>" for everything under a realm
+	// left out, in whatever file it is declared. A duplicate adds nothing:
+	// its key is the first declaration's, in the tree or excluded. No key of
+	// Excluded is in the tree. Build never returns it nil.
+	//
+	// Objects whose documents failed to decode never reach Build: their
+	// files are failed (manifest.Result.FailedSource).
+	Excluded map[string]string
 }
 
 // Meta is what every level has.

@@ -76,7 +76,7 @@ func (l *Loader) Load(paths []string, stdin io.Reader) *Result {
 	decs := l.decodeAll(w.files)
 	next := make(map[string]cached, len(w.files))
 	for i, f := range w.files {
-		file := File{Path: f.path, Hash: f.hash, Failed: f.failed}
+		file := File{Path: f.path, Hash: f.hash, Failed: f.failed, Dir: f.dir}
 		if d := decs[i]; d != nil {
 			next[f.path] = cached{hash: f.hash, dec: d}
 			file.Failed = file.Failed || d.failed
@@ -118,7 +118,7 @@ func (l *Loader) decodeAll(files []readFile) []*decoded {
 	workers := min(runtime.GOMAXPROCS(0), len(todo))
 	if workers <= 1 {
 		for _, i := range todo {
-			out[i] = decodeFile(files[i].path, files[i].data)
+			out[i] = decodeSource(files[i].path, files[i].data)
 		}
 		return out
 	}
@@ -129,7 +129,7 @@ func (l *Loader) decodeAll(files []readFile) []*decoded {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				out[i] = decodeFile(files[i].path, files[i].data)
+				out[i] = decodeSource(files[i].path, files[i].data)
 			}
 		}()
 	}
@@ -141,12 +141,14 @@ func (l *Loader) decodeAll(files []readFile) []*decoded {
 	return out
 }
 
-// readFile is a file the walk read (or failed to read).
+// readFile is a file the walk read, or a source it failed to read (then dir
+// marks a path that is, or may be, a directory; see File.Dir).
 type readFile struct {
 	path   string
 	data   []byte
 	hash   string
 	failed bool
+	dir    bool
 }
 
 // walker finds and reads manifest files.
@@ -174,6 +176,18 @@ func (w *walker) errorf(path, format string, args ...any) {
 	w.diags = append(w.diags, Diagnostic{Severity: SeverityError, Position: Position{File: path}, Message: fmt.Sprintf(format, args...)})
 }
 
+// fail reports path as a failed source: an error diagnostic at path and a
+// failed entry in Result.Files, so that objects earlier passes took from it
+// (from under it when dir) are kept. A path fails once per Load.
+func (w *walker) fail(path string, dir bool, format string, args ...any) {
+	if w.seen[path] {
+		return
+	}
+	w.seen[path] = true
+	w.errorf(path, format, args...)
+	w.files = append(w.files, readFile{path: path, failed: true, dir: dir})
+}
+
 // describeErr renders an I/O error without the path, which the position
 // already carries.
 func describeErr(err error) string {
@@ -195,11 +209,13 @@ func (w *walker) stdin(r io.Reader) {
 	w.read(StdinName, r, -1)
 }
 
-// root handles one path named on the command line.
+// root handles one path named on the command line. A path that cannot be
+// stat'ed (missing, unreadable) may be a directory whose manifests are
+// recorded, so it fails as one.
 func (w *walker) root(p string) {
 	fi, err := os.Stat(p)
 	if err != nil {
-		w.errorf(p, "%s", describeErr(err))
+		w.fail(p, true, "%s", describeErr(err))
 		return
 	}
 	if fi.IsDir() {
@@ -212,12 +228,20 @@ func (w *walker) root(p string) {
 // dir walks a directory: entries sorted by name, skipped names ignored,
 // symlinks followed, a directory that is its own ancestor reported as a
 // symlink loop.
+//
+// Every entry the walk cannot read fails as a source (see fail) rather than
+// vanishing, so that a transient problem never looks like a deleted file:
+// a directory it cannot list (EACCES, EIO) and a symlink loop as a
+// directory; a dangling symlink and an entry it cannot stat as a directory
+// too, since what they were cannot be told, unless the directory entry says
+// it is a regular file. A manifest-named entry that is neither a regular
+// file nor a directory (a fifo, a socket) fails as a file.
 func (w *walker) dir(p string, fi fs.FileInfo) {
 	id, ok := idOf(fi)
 	if ok {
 		for _, d := range w.dirs {
 			if d == id {
-				w.errorf(p, "symlink loop")
+				w.fail(p, true, "symlink loop")
 				return
 			}
 		}
@@ -226,7 +250,7 @@ func (w *walker) dir(p string, fi fs.FileInfo) {
 	}
 	entries, err := os.ReadDir(p)
 	if err != nil {
-		w.errorf(p, "%s", describeErr(err))
+		w.fail(p, true, "%s", describeErr(err))
 		return
 	}
 	for _, e := range entries {
@@ -237,19 +261,18 @@ func (w *walker) dir(p string, fi fs.FileInfo) {
 		child := filepath.Join(p, name)
 		fi, err := os.Stat(child) // follows symlinks
 		if err != nil {
+			unknown := !e.Type().IsRegular()
 			if e.Type()&fs.ModeSymlink != 0 && errors.Is(err, fs.ErrNotExist) {
-				if isManifestName(name) {
-					w.errorf(child, "dangling symlink: %s", describeErr(err))
-				}
+				w.fail(child, unknown, "dangling symlink: %s", describeErr(err))
 				continue
 			}
-			w.errorf(child, "%s", describeErr(err))
+			w.fail(child, unknown, "%s", describeErr(err))
 			continue
 		}
 		switch {
 		case fi.IsDir():
 			w.dir(child, fi)
-		case fi.Mode().IsRegular() && isManifestName(name):
+		case isManifestName(name):
 			w.file(child, fi)
 		}
 	}
@@ -257,14 +280,14 @@ func (w *walker) dir(p string, fi fs.FileInfo) {
 
 // file reads one regular file, enforcing the size cap.
 func (w *walker) file(p string, fi fs.FileInfo) {
+	if !fi.Mode().IsRegular() {
+		w.fail(p, false, "not a regular file")
+		return
+	}
 	if w.seen[p] {
 		return
 	}
 	w.seen[p] = true
-	if !fi.Mode().IsRegular() {
-		w.errorf(p, "not a regular file")
-		return
-	}
 	if fi.Size() > w.maxSize {
 		w.tooLarge(p, fi.Size())
 		return

@@ -5,6 +5,7 @@ package manifest
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 )
 
@@ -103,16 +104,30 @@ func (d *Document) FieldPosition(path string) Position {
 	return d.Position
 }
 
-// File is one manifest file that was read.
+// File is one manifest source the walk read, or failed to read.
 type File struct {
+	// Path is the file's path as the walk formed it (the path given, or
+	// the path given joined with the names below it). For a failed File it
+	// may be a directory's: see Dir.
 	Path string `json:"path"`
-	// Hash is the sha256 of the file's content, hex encoded.
+	// Hash is the sha256 of the file's content, hex encoded; empty when the
+	// file could not be read.
 	Hash string `json:"hash"`
-	// Failed is true when the file could not be read or parsed as a whole
-	// (I/O error, YAML syntax error, too large). Objects that earlier passes
-	// took from a failed file must be kept, not pruned.
+	// Failed is true when the source could not be read or parsed as a whole
+	// (I/O error, dangling symlink, symlink loop, YAML syntax error, too
+	// large) or one of its documents is invalid. Objects that earlier passes
+	// took from a failed source must be kept, not pruned: see
+	// Result.FailedSource. Every error diagnostic of the walk itself has a
+	// failed File at its position's path.
 	Failed bool `json:"failed,omitempty"`
+	// Dir is true for a failed source that is, or may have been, a
+	// directory: one that could not be listed, a symlink loop, or an entry
+	// of unknown type (a dangling symlink, a path that could not be
+	// stat'ed). Everything under Path failed with it.
+	Dir bool `json:"dir,omitempty"`
 	// Objects is the number of documents of known kinds decoded from it.
+	// Zero for a file that is not Failed means the file holds no object
+	// (empty, only "---" or comments).
 	Objects int `json:"objects"`
 }
 
@@ -121,6 +136,36 @@ type Result struct {
 	Files       []File
 	Documents   []Document
 	Diagnostics []Diagnostic
+}
+
+// FailedSource reports whether path, the source of an object recorded by an
+// earlier pass, failed this Load: it is a failed File's Path, or lies under
+// the Path of a failed File with Dir set. Paths are compared cleaned and as
+// given (a relative path never matches an absolute one), so path must be
+// formed as File.Path is, from the same arguments to Load.
+func (r *Result) FailedSource(path string) bool {
+	path = filepath.Clean(path)
+	for _, f := range r.Files {
+		if !f.Failed {
+			continue
+		}
+		p := filepath.Clean(f.Path)
+		if path == p || f.Dir && under(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// under reports whether path lies strictly below dir; both are clean.
+func under(path, dir string) bool {
+	if dir == "/" {
+		return path != "/" && strings.HasPrefix(path, "/")
+	}
+	if dir == "." {
+		return path != "." && !filepath.IsAbs(path) && path != ".." && !strings.HasPrefix(path, "../")
+	}
+	return strings.HasPrefix(path, dir+"/")
 }
 
 // HasErrors reports whether any diagnostic is an error.

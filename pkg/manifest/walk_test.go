@@ -96,14 +96,14 @@ func TestWalk(t *testing.T) {
 			files: map[string]string{
 				"a.yaml": realm("a"), "sub/loop": "-> ..", "sub/b.yaml": realm("b"),
 			},
-			wantFiles: []string{"a.yaml", "sub/b.yaml"},
+			wantFiles: []string{"a.yaml", "sub/b.yaml", "sub/loop"},
 			wantDiags: []string{"sub/loop: symlink loop"},
 		},
 		{
-			name:      "reports a dangling symlink to a manifest",
+			name:      "reports a dangling symlink whatever its name: it may have been a directory",
 			files:     map[string]string{"a.yaml": realm("a"), "gone.yaml": "-> nowhere.yaml", "gone.txt": "-> nowhere.txt"},
-			wantFiles: []string{"a.yaml"},
-			wantDiags: []string{"gone.yaml: dangling symlink: no such file or directory"},
+			wantFiles: []string{"a.yaml", "gone.txt", "gone.yaml"},
+			wantDiags: []string{"gone.txt: dangling symlink: no such file or directory", "gone.yaml: dangling symlink: no such file or directory"},
 		},
 		{
 			name:      "reports a file over the size limit without reading it",
@@ -118,7 +118,7 @@ func TestWalk(t *testing.T) {
 			args: func(dir string) []string {
 				return []string{filepath.Join(dir, "missing"), filepath.Join(dir, "a.yaml")}
 			},
-			wantFiles: []string{"a.yaml"},
+			wantFiles: []string{"missing", "a.yaml"},
 			wantDiags: []string{"missing: no such file or directory"},
 		},
 		{

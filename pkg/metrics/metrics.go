@@ -24,7 +24,7 @@ var (
 	levels   = []string{"realm", "space", "stack", "cell", "pass"}
 	results  = []string{"success", "error"}
 	kinds    = []string{"Realm", "Space", "Stack", "Cell"}
-	states   = []string{"Pending", "Ready", "Degraded", "Failed", "Blocked"}
+	states   = []string{"Pending", "Ready", "Degraded", "Failed", "Blocked", "Orphaned"}
 	policies = []string{"on-failure", "always"}
 )
 
@@ -49,6 +49,9 @@ type Metrics struct {
 	manifestWarnings prometheus.Gauge
 	lastSuccess      prometheus.Gauge
 	containerdUp     prometheus.Gauge
+	cgroupMemory     *prometheus.GaugeVec
+	cgroupCPU        *prometheus.GaugeVec
+	cgroupPids       *prometheus.GaugeVec
 
 	// mu guards objectKeys, the (kind, state) series SetObjectStates has set, so that a
 	// later call without them can reset them to zero.
@@ -107,6 +110,21 @@ func New() *Metrics {
 			Name:      "containerd_up",
 			Help:      "1 if containerd answered the last check, 0 otherwise.",
 		}),
+		cgroupMemory: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "cgroup_memory_bytes",
+			Help:      "memory.current of an object's cgroup (realm, space, stack or cell) at the last full pass.",
+		}, objectLabels),
+		cgroupCPU: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "cgroup_cpu_seconds",
+			Help:      "CPU time used by an object's cgroup since it was created (usage_usec of cpu.stat), at the last full pass.",
+		}, objectLabels),
+		cgroupPids: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace,
+			Name:      "cgroup_pids",
+			Help:      "pids.current of an object's cgroup at the last full pass.",
+		}, objectLabels),
 		objectKeys: make(map[[2]string]struct{}),
 	}
 	m.registry.MustRegister(
@@ -114,6 +132,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.reconciles, m.reconcileSeconds, m.queueDepth, m.objects, m.restarts,
 		m.manifestErrors, m.manifestWarnings, m.lastSuccess, m.containerdUp,
+		m.cgroupMemory, m.cgroupCPU, m.cgroupPids,
 	)
 	for _, level := range levels {
 		m.reconcileSeconds.WithLabelValues(level)
@@ -162,6 +181,35 @@ func (m *Metrics) SetObjectStates(counts map[[2]string]int) {
 	for key, n := range counts {
 		m.objects.WithLabelValues(key[0], key[1]).Set(float64(n))
 		m.objectKeys[key] = struct{}{}
+	}
+}
+
+// objectLabels name an object in the cgroup gauges; a realm has only realm,
+// a cell all four.
+var objectLabels = []string{"realm", "space", "stack", "cell"}
+
+// CgroupUsage is one object's cgroup usage for SetCgroupUsage.
+type CgroupUsage struct {
+	// Realm, Space, Stack, Cell name the object ("" below its level).
+	Realm, Space, Stack, Cell  string
+	MemoryBytes, CPUUsec, Pids uint64
+}
+
+// SetCgroupUsage replaces gauges reconciler_cgroup_memory_bytes,
+// reconciler_cgroup_cpu_seconds and reconciler_cgroup_pids
+// {realm,space,stack,cell}: series of objects absent from usage are
+// removed (a pruned cell leaves no stale series).
+func (m *Metrics) SetCgroupUsage(usage []CgroupUsage) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cgroupMemory.Reset()
+	m.cgroupCPU.Reset()
+	m.cgroupPids.Reset()
+	for _, u := range usage {
+		l := prometheus.Labels{"realm": u.Realm, "space": u.Space, "stack": u.Stack, "cell": u.Cell}
+		m.cgroupMemory.With(l).Set(float64(u.MemoryBytes))
+		m.cgroupCPU.With(l).Set(float64(u.CPUUsec) / 1e6)
+		m.cgroupPids.With(l).Set(float64(u.Pids))
 	}
 }
 

@@ -317,3 +317,27 @@ func TestMetricsAndHealthAreSafeForConcurrentUse(t *testing.T) {
 		t.Errorf(`reconciler_container_restarts_total{policy="always"} = %v, want 200`, v)
 	}
 }
+
+func TestCgroupUsageReplacesItsSeries(t *testing.T) {
+	m := New()
+	m.SetCgroupUsage([]CgroupUsage{
+		{Realm: "lab", MemoryBytes: 4096, CPUUsec: 1_500_000, Pids: 3},
+		{Realm: "lab", Space: "web", Stack: "blog", Cell: "frontend", MemoryBytes: 1024, Pids: 2},
+	})
+	got := series(scrape(t, m.Handler()))
+	for k, want := range map[string]float64{
+		`reconciler_cgroup_memory_bytes{cell="",realm="lab",space="",stack=""}`:                1 << 12,
+		`reconciler_cgroup_cpu_seconds{cell="",realm="lab",space="",stack=""}`:                 1.5,
+		`reconciler_cgroup_pids{cell="frontend",realm="lab",space="web",stack="blog"}`:         2,
+		`reconciler_cgroup_memory_bytes{cell="frontend",realm="lab",space="web",stack="blog"}`: 1024,
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+	m.SetCgroupUsage([]CgroupUsage{{Realm: "lab", MemoryBytes: 1}})
+	got = series(scrape(t, m.Handler()))
+	if _, ok := got[`reconciler_cgroup_pids{cell="frontend",realm="lab",space="web",stack="blog"}`]; ok {
+		t.Error("a pruned cell's series survived")
+	}
+}

@@ -153,12 +153,7 @@ func (h *host) edit(name, old, new string) {
 // exit code.
 func (h *host) run(args ...string) (string, int) {
 	h.t.Helper()
-	// The host's flags come first so that a test's own (a shorter
-	// --timeout) wins: the last occurrence of a flag is the one that counts.
-	full := append([]string{"--manifests", h.manifests, "--containerd-address", h.ctd.Address,
-		"--state-dir", h.state, "--image-archives", h.archives, "--cgroup-root", h.cgroupRoot,
-		"--namespace-suffix", h.suffix, "--timeout", "60s"}, args...)
-	cmd := exec.Command(binary, full...)
+	cmd := exec.Command(binary, h.args(args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -170,6 +165,15 @@ func (h *host) run(args ...string) (string, int) {
 	}
 	h.t.Logf("reconciler %s → exit %d\n%s", strings.Join(args, " "), code, out.String())
 	return out.String(), code
+}
+
+// args returns the reconciler's command line on this host: the host's
+// flags, then args. The host's come first so that a test's own (a shorter
+// --timeout) wins: the last occurrence of a flag is the one that counts.
+func (h *host) args(args ...string) []string {
+	return append([]string{"--manifests", h.manifests, "--containerd-address", h.ctd.Address,
+		"--state-dir", h.state, "--image-archives", h.archives, "--cgroup-root", h.cgroupRoot,
+		"--namespace-suffix", h.suffix, "--timeout", "60s"}, args...)
 }
 
 func (h *host) mustRun(want int, args ...string) string {
@@ -297,7 +301,7 @@ func TestLabConverges(t *testing.T) {
 	t.Run("an env edit recreates that container only", func(t *testing.T) {
 		h.edit("cells.yaml", "MODE=prod", "MODE=staging")
 		out := h.mustRun(3, "--once", "--dry-run")
-		if !strings.Contains(out, "container httpd recreated (env)") {
+		if !strings.Contains(out, "container httpd recreated (env MODE=prod → MODE=staging)") {
 			t.Errorf("dry run does not name the env change:\n%s", out)
 		}
 		h.mustRun(0, "--once")

@@ -76,6 +76,7 @@ func (e *errs) nonNegative(field string, v *int64) {
 
 func (e *errs) meta(m *ObjectMeta) {
 	e.name("metadata.name", m.Name)
+	e.labels("metadata.labels", m.Labels)
 }
 
 // ValidateRealm checks the fields of a Realm on their own (cross-object
@@ -191,9 +192,7 @@ func ValidateCell(c *Cell) []FieldError {
 
 func (e *errs) container(p string, c *Container) {
 	e.name(p+".id", c.ID)
-	if c.Image == "" {
-		e.add(p+".image", "is required")
-	}
+	e.image(p+".image", c.Image)
 	switch c.RestartPolicy {
 	case "", RestartNever, RestartOnFailure, RestartAlways:
 	default:

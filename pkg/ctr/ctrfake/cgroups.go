@@ -1,6 +1,7 @@
 package ctrfake
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"path"
@@ -16,9 +17,10 @@ import (
 // controllerFiles are the interface files (with kernel defaults) a group
 // shows for each controller its parent delegates to it.
 var controllerFiles = map[string]map[string]string{
-	"cpu":     {"cpu.weight": "100", "cpu.weight.nice": "0", "cpu.max": "max 100000", "cpu.stat": ""},
-	"cpuset":  {"cpuset.cpus": "", "cpuset.mems": "", "cpuset.cpus.effective": "", "cpuset.mems.effective": ""},
-	"memory":  {"memory.min": "0", "memory.low": "0", "memory.high": "max", "memory.max": "max", "memory.swap.max": "max", "memory.current": "0"},
+	"cpu":    {"cpu.weight": "100", "cpu.weight.nice": "0", "cpu.max": "max 100000"},
+	"cpuset": {"cpuset.cpus": "", "cpuset.mems": "", "cpuset.cpus.effective": "", "cpuset.mems.effective": ""},
+	"memory": {"memory.min": "0", "memory.low": "0", "memory.high": "max", "memory.max": "max", "memory.swap.max": "max",
+		"memory.current": "0", "memory.swap.current": "0", "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0"},
 	"io":      {"io.weight": "default 100", "io.max": "", "io.stat": ""},
 	"pids":    {"pids.max": "max", "pids.current": "0"},
 	"hugetlb": {"hugetlb.2MB.max": "max", "hugetlb.2MB.current": "0"},
@@ -26,10 +28,12 @@ var controllerFiles = map[string]map[string]string{
 	"misc":    {"misc.max": "", "misc.current": ""},
 }
 
-// coreFiles exist in every non-root group.
+// coreFiles exist in every non-root group (cpu.stat too: the kernel
+// accounts CPU time without the cpu controller).
 var coreFiles = map[string]string{
 	"cgroup.max.descendants": "max", "cgroup.max.depth": "max", "cgroup.type": "domain",
 	"cgroup.freeze": "0", "cgroup.events": "populated 0\nfrozen 0",
+	"cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0",
 }
 
 // Cgroups is an in-memory cgroup v2 mount that models delegation (a
@@ -228,6 +232,15 @@ func (f *Cgroups) file(g, file string) (string, bool) {
 	if g == "/" {
 		return "", false
 	}
+	if file == "pids.current" && slices.Contains(f.controllers(g), "pids") {
+		n := 0
+		for name, o := range f.groups {
+			if name == g || strings.HasPrefix(name, g+"/") {
+				n += len(o.procs)
+			}
+		}
+		return strconv.Itoa(n), true
+	}
 	if v, ok := coreFiles[file]; ok {
 		return v, true
 	}
@@ -360,4 +373,64 @@ func (f *Cgroups) Remove(g string) error {
 		delete(f.groups, name)
 	}
 	return nil
+}
+
+// Stat behaves as ctr.Cgroups.Stat, from the group's files: SetFile drives
+// it (memory.current, cpu.stat, io.stat, ...), and pids.current counts the
+// processes of the subtree unless set. A value set that does not parse is
+// an error naming the file.
+func (f *Cgroups) Stat(g string) (ctr.Usage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("Stat", false); err != nil {
+		return ctr.Usage{}, err
+	}
+	g = clean(g)
+	if _, ok := f.groups[g]; !ok {
+		return ctr.Usage{}, fmt.Errorf("stat cgroup %s: %w", g, ctr.ErrNotFound)
+	}
+	var u ctr.Usage
+	var errs []error
+	parse := func(file, s string) uint64 {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stat cgroup %s: %s: %w", g, file, err))
+		}
+		return n
+	}
+	single := func(file string) uint64 {
+		if v, ok := f.file(g, file); ok {
+			return parse(file, strings.TrimSpace(v))
+		}
+		return 0
+	}
+	keyed := func(file string, keys map[string]*uint64) {
+		v, _ := f.file(g, file)
+		for _, line := range strings.Split(v, "\n") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(line), " "); ok && keys[k] != nil {
+				*keys[k] = parse(file, val)
+			}
+		}
+	}
+	u.MemoryBytes = single("memory.current")
+	u.SwapBytes = single("memory.swap.current")
+	u.Pids = single("pids.current")
+	keyed("memory.events", map[string]*uint64{"oom_kill": &u.OOMKills})
+	keyed("cpu.stat", map[string]*uint64{"usage_usec": &u.CPUUsec, "throttled_usec": &u.CPUThrottledUsec})
+	io, _ := f.file(g, "io.stat")
+	for _, line := range strings.Split(io, "\n") {
+		fields := strings.Fields(line)
+		for _, kv := range fields[min(1, len(fields)):] {
+			switch k, val, _ := strings.Cut(kv, "="); k {
+			case "rbytes":
+				u.IOReadBytes += parse("io.stat", val)
+			case "wbytes":
+				u.IOWriteBytes += parse("io.stat", val)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ctr.Usage{}, err
+	}
+	return u, nil
 }

@@ -106,6 +106,9 @@ func TestRuntimeHooks(t *testing.T) {
 		t.Errorf("ListContainers while down = %v, want ErrUnavailable", err)
 	}
 	rt.SetDown(false)
+	if ev := <-events; ev.Kind != ctr.EventDisconnected {
+		t.Errorf("event after going down = %+v, want disconnected", ev)
+	}
 	if ev := <-events; ev.Kind != ctr.EventReconnected {
 		t.Errorf("event after coming back = %+v, want reconnected", ev)
 	}

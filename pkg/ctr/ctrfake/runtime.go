@@ -91,13 +91,17 @@ func (r *Runtime) FailNext(method string, err error) {
 }
 
 // SetDown makes every call fail with ErrUnavailable (containerd down) until
-// SetDown(false); coming back up sends EventReconnected.
+// SetDown(false). Going down sends EventDisconnected and coming back up
+// EventReconnected, each once per change, as the real event stream does.
 func (r *Runtime) SetDown(down bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	was := r.down
 	r.down = down
-	if was && !down {
+	switch {
+	case !was && down:
+		r.emit(ctr.Event{Kind: ctr.EventDisconnected, At: r.now()})
+	case was && !down:
 		r.emit(ctr.Event{Kind: ctr.EventReconnected, At: r.now()})
 	}
 }
@@ -240,7 +244,10 @@ func (r *Runtime) CreateContainer(_ context.Context, ns string, spec ctr.Contain
 		return err
 	}
 	n := r.namespace(ns)
-	if _, ok := n.containers[spec.ID]; ok {
+	if c, ok := n.containers[spec.ID]; ok {
+		if c.labels[ctr.LabelManagedBy] != ctr.ManagedByValue {
+			return fmt.Errorf("create container %s in %s: a container without our label has this ID: %w (%w)", spec.ID, ns, ctr.ErrAlreadyExists, ctr.ErrNotOwned)
+		}
 		return fmt.Errorf("create container %s in %s: %w", spec.ID, ns, ctr.ErrAlreadyExists)
 	}
 	name := ctr.NormalizeImage(spec.Image)

@@ -39,6 +39,7 @@ type CgroupFS interface {
 	Write(group string, fv []ctr.FileValue) error
 	Procs(group string) ([]int, error)
 	Remove(group string) error
+	Stat(group string) (ctr.Usage, error)
 	Writes() int64
 }
 

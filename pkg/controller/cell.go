@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,31 +25,19 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 	ch = Change{Level: LevelCell, Kind: v1beta1.KindCell, Key: c.Key(), Cell: c,
 		Parent: hierarchy.StackKey(c.Realm, c.Space, c.Stack)}
 	ch.Record = in.Inventory.Objects[ch.Key]
-
-	observed := map[string]ctr.Container{}
-	for _, oc := range in.Observed.ContainersOfCell(c.Namespace, c.Space, c.Stack, c.ID) {
-		observed[oc.ID] = oc
-	}
-	if rec := ch.Record; rec != nil && rec.CellID != "" && rec.CellID != c.ID {
-		// spec.id changed: the containers under the old id are this cell's
-		// too, and go (the new ids do not match them).
-		for _, oc := range in.Observed.ContainersOfCell(c.Namespace, c.Space, c.Stack, rec.CellID) {
-			observed[oc.ID] = oc
-		}
-	}
+	v := assessCell(c, in.Observed, ch.Record, in.Restarts, in.Now, in.Backoff)
+	observed := v.Observed
 	desiredIDs := map[string]bool{}
 	for _, dc := range c.Containers {
 		desiredIDs[dc.ContainerdID] = true
 	}
 
-	if c.AutoDelete && ch.Record != nil && ch.Record.Completed != "" && ch.Record.Completed == CellFingerprint(c) {
-		// Ran to completion and was removed: stays removed until its
-		// spec changes.
+	if v.CompletedBefore {
 		ch.Action = ActionUnchanged
 		ch.Reasons = []string{"completed"}
 		return ch, 0
 	}
-	if c.AutoDelete && completed(c, observed) {
+	if c.AutoDelete && v.Completed {
 		ch.Action = ActionDeleted
 		ch.Reasons = []string{"completed (autoDelete)"}
 		ch.Steps = []Step{StepDeleteCgroup}
@@ -60,20 +48,21 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 		sortDeletes(ch.Containers)
 		return ch, 0
 	}
-	ch.Steps, ch.Reasons, ch.ResourceFiles = planCgroup(in, c.CgroupPath, c.Resources, c.NestedCgroupRuntime)
+	planCgroup(in, &ch, c.CgroupPath, c.Resources, c.NestedCgroupRuntime)
 
-	root, rootSeen := observed[c.Root.ContainerdID]
+	root := v.Containers[0]
 	rootReason := ""
-	switch {
-	case !rootSeen:
+	switch root.Verdict {
+	case VerdictMissing:
 		rootReason = "root container missing"
-	case root.Labels[ctr.LabelSpecHash] != c.Root.SpecHash:
+	case VerdictSpecChanged:
 		rootReason = "root container spec changed"
 		if f := changedFields(ch.Record, c.Root); len(f) > 0 {
-			rootReason += " (" + strings.Join(f, ", ") + ")"
+			rootReason += " (" + joinDiffs(f) + ")"
 		}
-	case root.Task.Status != ctr.TaskRunning:
-		rootReason = fmt.Sprintf("root container %s", taskWords(root.Task))
+	case VerdictRunning:
+	default:
+		rootReason = fmt.Sprintf("root container %s", taskWords(root.Observed.Task))
 	}
 
 	if rootReason != "" {
@@ -99,54 +88,52 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 					Root: observed[id].Labels[ctr.LabelContainerType] == "root", Action: ContainerDelete, Reason: "no longer declared"})
 			}
 		}
-		for _, dc := range c.Containers {
+		for _, cv := range v.Containers {
 			a := ContainerRecreate
-			if _, ok := observed[dc.ContainerdID]; !ok {
+			if cv.Verdict == VerdictMissing {
 				a = ContainerCreate
 			}
-			ch.Containers = append(ch.Containers, ContainerChange{ID: dc.Spec.ID, ContainerdID: dc.ContainerdID,
-				Root: dc.Root, Action: a})
+			ch.Containers = append(ch.Containers, ContainerChange{ID: cv.Desired.Spec.ID, ContainerdID: cv.Desired.ContainerdID,
+				Root: cv.Desired.Root, Action: a})
 		}
 		return ch, 0
 	}
 
-	ch.RootPID = root.Task.PID
+	ch.RootPID = root.Observed.Task.PID
 	for _, id := range sortedKeys(observed) {
 		if !desiredIDs[id] {
 			ch.Containers = append(ch.Containers, ContainerChange{ID: containerShortID(id), ContainerdID: id,
 				Action: ContainerDelete, Reason: "no longer declared"})
 		}
 	}
-	for _, dc := range c.Containers[1:] {
-		oc, ok := observed[dc.ContainerdID]
+	for _, cv := range v.Containers[1:] {
+		dc := cv.Desired
 		cc := ContainerChange{ID: dc.Spec.ID, ContainerdID: dc.ContainerdID}
-		switch {
-		case !ok:
-			cc.Action = ContainerCreate
-			cc.Reason = "missing"
-		case oc.Labels[ctr.LabelSpecHash] != dc.SpecHash:
-			cc.Action = ContainerRecreate
-			cc.Reason = "spec changed"
-			cc.Fields = changedFields(ch.Record, dc)
-		case oc.Task.Status != ctr.TaskRunning:
-			restart, after := shouldRestart(in, c, dc, oc)
-			if after > 0 && (wait == 0 || after < wait) {
+		switch cv.Verdict {
+		case VerdictMissing:
+			cc.Action, cc.Reason = ContainerCreate, "missing"
+		case VerdictSpecChanged:
+			cc.Action, cc.Reason = ContainerRecreate, "spec changed"
+			cc.Diffs = changedFields(ch.Record, dc)
+			for _, d := range cc.Diffs {
+				cc.Fields = append(cc.Fields, d.Field)
+			}
+		case VerdictStart, VerdictRestart:
+			cc.Action, cc.Reason = ContainerStart, taskWords(cv.Observed.Task)
+		case VerdictBackoff:
+			if after := cv.NextRestart.Sub(in.Now); wait == 0 || after < wait {
 				wait = after
 			}
-			if !restart {
-				break
+		case VerdictRunning:
+			if !labelsMatch(cv.Observed.Labels, c.Labels) {
+				cc.Action, cc.Reason = ContainerRelabel, "labels changed"
 			}
-			cc.Action = ContainerStart
-			cc.Reason = taskWords(oc.Task)
-		case !labelsMatch(oc.Labels, c.Labels):
-			cc.Action = ContainerRelabel
-			cc.Reason = "labels changed"
 		}
 		if cc.Action != "" {
 			ch.Containers = append(ch.Containers, cc)
 		}
 	}
-	if !labelsMatch(root.Labels, c.Labels) {
+	if !labelsMatch(root.Observed.Labels, c.Labels) {
 		ch.Containers = append(ch.Containers, ContainerChange{ID: c.Root.Spec.ID, ContainerdID: c.Root.ContainerdID,
 			Root: true, Action: ContainerRelabel, Reason: "labels changed"})
 	}
@@ -156,35 +143,6 @@ func planCell(in PlanInput, c *hierarchy.Cell) (ch Change, wait time.Duration) {
 		ch.Action = ActionUnchanged
 	}
 	return ch, wait
-}
-
-// shouldRestart applies the restart policy to a workload whose task is not
-// running. A task that was created but never started, or that vanished
-// (containerd restarted), is always started: the policy is about exits.
-// With backoff, a restart that is due later returns false and the wait.
-func shouldRestart(in PlanInput, c *hierarchy.Cell, dc *hierarchy.Container, oc ctr.Container) (bool, time.Duration) {
-	if oc.Task.Status != ctr.TaskStopped {
-		return true, 0
-	}
-	rs := in.Observed.Restarts[c.Namespace+"/"+dc.ContainerdID]
-	switch dc.Spec.RestartPolicy {
-	case v1beta1.RestartAlways:
-	case v1beta1.RestartOnFailure:
-		if oc.Task.ExitCode == 0 || int64(rs.Count) >= *dc.Spec.RestartMaxRetries {
-			return false, 0
-		}
-	default:
-		return false, 0
-	}
-	if !in.Backoff {
-		return true, 0
-	}
-	base := time.Duration(*dc.Spec.RestartBackoffSeconds) * time.Second
-	next := rs.LastRestart.Add(RestartDelay(base, rs.Count))
-	if rs.Count == 0 || !in.Now.Before(next) {
-		return true, 0
-	}
-	return false, next.Sub(in.Now)
 }
 
 func taskWords(t ctr.Task) string {
@@ -239,10 +197,22 @@ func isManagedLabel(k string) bool {
 		strings.HasPrefix(k, "io.containerd.")
 }
 
-// changedFields names the top-level container fields that differ between
-// the spec recorded at creation and the desired one. It returns nil when the
-// record has no spec (created by an older version or adopted).
-func changedFields(rec *Record, dc *hierarchy.Container) []string {
+// FieldDiff is one top-level container field that differs between the
+// spec a container was created from and the desired one.
+type FieldDiff struct {
+	Field string `json:"field"`
+	Old   string `json:"old"`
+	New   string `json:"new"`
+}
+
+func (d FieldDiff) String() string { return d.Field + " " + d.Old + " → " + d.New }
+
+// changedFields returns the fields that differ between the spec recorded at
+// creation and the desired one, with old and new values (lists of strings
+// as the elements removed and added; secrets and credentials redacted). It
+// returns nil when the record has no spec (created by an older version, or
+// adopted).
+func changedFields(rec *Record, dc *hierarchy.Container) []FieldDiff {
 	if rec == nil || rec.Containers[dc.ContainerdID] == nil || len(rec.Containers[dc.ContainerdID].Spec) == 0 {
 		return nil
 	}
@@ -250,8 +220,10 @@ func changedFields(rec *Record, dc *hierarchy.Container) []string {
 	if json.Unmarshal(rec.Containers[dc.ContainerdID].Spec, &old) != nil {
 		return nil
 	}
-	b, _ := json.Marshal(dc.Spec)
-	_ = json.Unmarshal(b, &cur)
+	b, err := json.Marshal(dc.Spec)
+	if err != nil || json.Unmarshal(b, &cur) != nil {
+		return nil
+	}
 	keys := map[string]bool{}
 	for k := range old {
 		keys[k] = true
@@ -259,14 +231,70 @@ func changedFields(rec *Record, dc *hierarchy.Container) []string {
 	for k := range cur {
 		keys[k] = true
 	}
-	var out []string
-	for k := range keys {
-		if compactJSON(old[k]) != compactJSON(cur[k]) {
-			out = append(out, k)
+	var out []FieldDiff
+	for _, k := range sortedKeys(keys) {
+		o, n := compactJSON(old[k]), compactJSON(cur[k])
+		if o == n {
+			continue
+		}
+		d := FieldDiff{Field: k, Old: o, New: n}
+		if os, ns, ok := stringLists(old[k], cur[k]); ok {
+			d.Old, d.New = listDelta(os, ns)
+		}
+		if sensitive(k) {
+			d.Old, d.New = redacted, redacted
+		}
+		if d.Old == "" {
+			d.Old = "(unset)"
+		}
+		if d.New == "" {
+			d.New = "(unset)"
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+const redacted = "(redacted)"
+
+// sensitive reports whether a field carries secret values.
+func sensitive(field string) bool {
+	f := strings.ToLower(field)
+	return strings.Contains(f, "secret") || strings.Contains(f, "password") || strings.Contains(f, "token") || strings.Contains(f, "credential")
+}
+
+// stringLists decodes two JSON values as lists of strings (null is empty).
+func stringLists(a, b json.RawMessage) (x, y []string, ok bool) {
+	dec := func(m json.RawMessage) ([]string, bool) {
+		if len(m) == 0 || string(m) == "null" {
+			return nil, true
+		}
+		var l []string
+		return l, json.Unmarshal(m, &l) == nil
+	}
+	x, okA := dec(a)
+	y, okB := dec(b)
+	return x, y, okA && okB
+}
+
+// listDelta renders what a list lost and gained: ["A=1","B=2"] → ["A=2",
+// "B=2"] reads "A=1 → A=2". A reorder alone shows both lists.
+func listDelta(old, cur []string) (string, string) {
+	var lost, gained []string
+	for _, s := range old {
+		if !slices.Contains(cur, s) {
+			lost = append(lost, s)
 		}
 	}
-	sort.Strings(out)
-	return out
+	for _, s := range cur {
+		if !slices.Contains(old, s) {
+			gained = append(gained, s)
+		}
+	}
+	if len(lost) == 0 && len(gained) == 0 {
+		lost, gained = old, cur
+	}
+	return strings.Join(lost, " "), strings.Join(gained, " ")
 }
 
 // compactJSON normalises whitespace: the inventory is written indented.
@@ -290,21 +318,11 @@ func CellFingerprint(c *hierarchy.Cell) string {
 	return b.String()
 }
 
-// completed reports whether every workload of the cell exited cleanly
-// (code 0) from the spec that is desired now, with the root still running:
-// what kukeon calls an Exited cell, the trigger of autoDelete. A policy that
-// restarts clean exits (always) never completes.
-func completed(c *hierarchy.Cell, observed map[string]ctr.Container) bool {
-	root, ok := observed[c.Root.ContainerdID]
-	if !ok || root.Task.Status != ctr.TaskRunning || len(c.Containers) < 2 {
-		return false
+// joinDiffs renders diffs as "env A=1 → A=2; image a → b".
+func joinDiffs(ds []FieldDiff) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = d.String()
 	}
-	for _, dc := range c.Containers[1:] {
-		oc, ok := observed[dc.ContainerdID]
-		if !ok || oc.Labels[ctr.LabelSpecHash] != dc.SpecHash || oc.Task.Status != ctr.TaskStopped ||
-			oc.Task.ExitCode != 0 || dc.Spec.RestartPolicy == v1beta1.RestartAlways {
-			return false
-		}
-	}
-	return true
+	return strings.Join(parts, "; ")
 }
