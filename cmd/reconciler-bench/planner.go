@@ -129,21 +129,18 @@ func planSteps(ctx context.Context, dir, state string, hopts hierarchy.Options, 
 	return map[string]float64{"loadMs": round(load), "buildMs": round(build), "observeMs": round(observe), "computePlanMs": round(plan)}, nil
 }
 
-// decodeAll reads every *.yaml file under dir (skipping dot names) and
-// decodes each document into a generic map; it returns the documents.
+// decodeAll reads every *.yaml file under dir (skipping what the loader
+// skips) and decodes each document into a generic map; it returns the
+// number of documents.
 func decodeAll(dir string) (int, error) {
 	docs := 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
-		}
-		if strings.HasPrefix(d.Name(), ".") && p != dir {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() || !strings.HasSuffix(p, ".yaml") {
+		case p != dir && manifest.Skipped(d.Name()) && d.IsDir():
+			return filepath.SkipDir
+		case p != dir && manifest.Skipped(d.Name()), d.IsDir(), !strings.HasSuffix(p, ".yaml"):
 			return nil
 		}
 		f, err := os.Open(p)
@@ -151,15 +148,13 @@ func decodeAll(dir string) (int, error) {
 			return err
 		}
 		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		for {
+		for dec := yaml.NewDecoder(f); ; docs++ {
 			var m map[string]any
 			if err := dec.Decode(&m); errors.Is(err, io.EOF) {
 				return nil
 			} else if err != nil {
 				return fmt.Errorf("decode %s: %w", p, err)
 			}
-			docs++
 		}
 	})
 	if err != nil {
