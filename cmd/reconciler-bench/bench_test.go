@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,12 +16,13 @@ import (
 )
 
 func TestPlannerScaleOnAHundredCells(t *testing.T) {
-	sc := plannerScale(context.Background(), t.TempDir(), 10, 10, 2, t.Logf)
+	sc := scenario{kind: planner, n: 100}.result()
+	(&env{log: io.Discard}).plannerScale(context.Background(), &sc, 100, params{runs: 2})
 	if sc.Error != "" {
 		t.Fatalf("planner scenario failed: %s", sc.Error)
 	}
-	if sc.Name != "planner-scale-100" || sc.Reconciler == nil || sc.Reconciler.Runs != 2 {
-		t.Fatalf("got name %q and reconciler %+v, want planner-scale-100 with 2 runs", sc.Name, sc.Reconciler)
+	if sc.Name != "planner-scale-100" || sc.Title != "planner, 100 cells in 10 files" || sc.Reconciler == nil || sc.Reconciler.Runs != 2 {
+		t.Fatalf("got %q (%q) and reconciler %+v, want planner-scale-100 with 2 runs", sc.Name, sc.Title, sc.Reconciler)
 	}
 	if _, ok := sc.Ratios["yaml-decode"]; !ok {
 		t.Errorf("no ratio against yaml-decode: %+v", sc.Ratios)
@@ -187,14 +192,184 @@ func TestRunRejectsUnknownScenarios(t *testing.T) {
 	}
 }
 
-func TestSteadyNamesFollowTheProfile(t *testing.T) {
-	all := func(string) bool { return true }
-	want := []string{"noop-pass-n50", "footprint-rss-n50", "footprint-cpu-n50", "noop-pass-n200", "change-latency-n200", "crash-restart-n200"}
-	if diff := cmp.Diff(want, fullProfile.steadyNames(all)); diff != "" {
-		t.Errorf("full profile (-want +got):\n%s", diff)
+func names(scs []scenario) []string {
+	var out []string
+	for _, s := range scs {
+		out = append(out, s.result().Name)
 	}
-	crashOnly := func(f string) bool { return f == "crash" }
-	if diff := cmp.Diff([]string{"crash-restart-n20"}, quickProfile.steadyNames(crashOnly)); diff != "" {
-		t.Errorf("quick profile, crash only (-want +got):\n%s", diff)
+	return out
+}
+
+func TestProfilesMeasureTheIssuesScenarios(t *testing.T) {
+	all := func(string) bool { return true }
+	tests := []struct {
+		name  string
+		quick bool
+		want  []string
+	}{
+		{"the quick profile is one of each at small N", true, []string{
+			"cold-converge-n10", "noop-pass-n20", "change-latency-n20", "crash-restart-n20",
+			"planner-scale-1000", "footprint-rss-n20", "footprint-cpu-n20",
+		}},
+		{"the full profile is the issue's sizes", false, []string{
+			"cold-converge-n10", "cold-converge-n20", "cold-converge-n50", "noop-pass-n50", "noop-pass-n200",
+			"change-latency-n200", "crash-restart-n200", "planner-scale-10000", "footprint-rss-n50", "footprint-cpu-n50",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, names(selected(tt.quick, all))); diff != "" {
+				t.Errorf("scenarios (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSelectedKeepsOnlyTheWantedFamilies(t *testing.T) {
+	got := names(selected(true, func(f string) bool { return f == "crash" || f == "planner" }))
+	if diff := cmp.Diff([]string{"crash-restart-n20", "planner-scale-1000"}, got); diff != "" {
+		t.Errorf("quick, crash and planner (-want +got):\n%s", diff)
+	}
+}
+
+func TestRegistryRows(t *testing.T) {
+	seen := map[string]bool{}
+	lastFamily := 0
+	for i, s := range registry {
+		sc := s.result()
+		where := fmt.Sprintf("registry[%d] %s", i, sc.Name)
+		if seen[sc.Name] {
+			t.Errorf("%s: duplicate name", where)
+		}
+		seen[sc.Name] = true
+		f := slices.Index(families, s.kind.family)
+		switch {
+		case f < 0:
+			t.Errorf("%s: family %q is not one of %v", where, s.kind.family, families)
+		case f < lastFamily:
+			t.Errorf("%s: family %q after %q: rows go in the order of families, the order of the results", where, s.kind.family, families[lastFamily])
+		}
+		lastFamily = max(lastFamily, f)
+		if sc.Title == "" || sc.Unit == "" || sc.Target == "" || s.kind.run == nil {
+			t.Errorf("%s: title, unit, target and run are required: %+v", where, sc)
+		}
+		if s.quick == nil && s.full == nil {
+			t.Errorf("%s: in neither profile", where)
+		}
+		for _, p := range []*params{s.quick, s.full} {
+			footprint := s.kind.family == "footprint"
+			if p != nil && (footprint && p.window < time.Second || !footprint && p.runs < 1) {
+				t.Errorf("%s: measures nothing with %+v", where, *p)
+			}
+		}
+		if s.kind == planner && s.n%plannerPerFile != 0 {
+			t.Errorf("%s: %d cells do not fill files of %d", where, s.n, plannerPerFile)
+		}
+	}
+	for _, quick := range []bool{true, false} {
+		for _, f := range families {
+			if len(selected(quick, func(g string) bool { return g == f })) == 0 {
+				t.Errorf("family %s has no scenario in the profile with quick=%v", f, quick)
+			}
+		}
+	}
+}
+
+func TestRunOrderGrowsTheSteadySite(t *testing.T) {
+	all := func(string) bool { return true }
+	tests := []struct {
+		name  string
+		quick bool
+		want  []string
+	}{
+		{"quick", true, []string{
+			"planner-scale-1000", "cold-converge-n10",
+			"noop-pass-n20", "change-latency-n20", "crash-restart-n20", "footprint-rss-n20", "footprint-cpu-n20",
+		}},
+		{"full", false, []string{
+			"planner-scale-10000", "cold-converge-n10", "cold-converge-n20", "cold-converge-n50",
+			"noop-pass-n50", "footprint-rss-n50", "footprint-cpu-n50", "noop-pass-n200", "change-latency-n200", "crash-restart-n200",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scs := selected(tt.quick, all)
+			var got []string
+			for _, i := range runOrder(scs) {
+				got = append(got, scs[i].result().Name)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("run order (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestMeasuredSummarizesWhatWasMeasured(t *testing.T) {
+	tests := []struct {
+		name      string
+		rec       []float64
+		baselines map[string][]float64
+		want      Scenario
+	}{
+		{
+			"takes ratios of the medians", []float64{2, 4, 6}, map[string][]float64{"a": {2}, "b": {8, 8}},
+			Scenario{
+				Reconciler: &Stats{Median: 4, Min: 2, Max: 6, Runs: 3},
+				Baselines:  map[string]Stats{"a": {Median: 2, Min: 2, Max: 2, Runs: 1}, "b": {Median: 8, Min: 8, Max: 8, Runs: 2}},
+				Ratios:     map[string]float64{"a": 2, "b": 0.5},
+			},
+		},
+		{
+			"leaves out a baseline without runs", []float64{1}, map[string][]float64{"a": nil},
+			Scenario{Reconciler: &Stats{Median: 1, Min: 1, Max: 1, Runs: 1}},
+		},
+		{
+			"keeps the baselines of a scenario whose reconciler never ran", nil, map[string][]float64{"a": {3}},
+			Scenario{Baselines: map[string]Stats{"a": {Median: 3, Min: 3, Max: 3, Runs: 1}}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got Scenario
+			got.measured(tt.rec, tt.baselines)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("measured (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSteadySiteRefusesToShrink(t *testing.T) {
+	e := &env{log: io.Discard, steady: steadySite{site: &site{}, cells: 50}}
+	if _, err := e.steadyAt(context.Background(), 20); err == nil || !strings.Contains(err.Error(), "growing N") {
+		t.Errorf("steadyAt(20) of a 50-cell site: %v, want an error about growing N", err)
+	}
+	s, err := e.steadyAt(context.Background(), 50)
+	if err != nil || s != e.steady.site {
+		t.Errorf("steadyAt(50) of a 50-cell site: %v, %v; want the site", s, err)
+	}
+	e.steady.err = errors.New("once failed")
+	if _, err := e.steadyAt(context.Background(), 50); !errors.Is(err, e.steady.err) {
+		t.Errorf("steadyAt after a failed growth: %v, want that failure", err)
+	}
+}
+
+func TestFootprintScenariosShareOneSampling(t *testing.T) {
+	p := params{window: 10 * time.Second}
+	e := &env{log: io.Discard, footprints: map[footprintKey]*footprint{
+		{20, p.window}: {rss: []float64{30, 31}, rssContainerd: []float64{50}, cpu: []float64{1}, cpuContainerd: []float64{2}, counters: map[string]float64{"windowSeconds": 10}},
+		{50, p.window}: {err: errors.New("daemon exited")},
+	}}
+	rss, cpu := scenario{kind: footprintRSS, n: 20}.result(), scenario{kind: footprintCPU, n: 20}.result()
+	if err := errors.Join(e.footprintRSS(context.Background(), &rss, 20, p), e.footprintCPU(context.Background(), &cpu, 20, p)); err != nil {
+		t.Fatal(err)
+	}
+	if rss.Reconciler.Median != 30.5 || rss.Baselines["containerd"].Median != 50 || cpu.Reconciler.Median != 1 || cpu.Counters["windowSeconds"] != 10 {
+		t.Errorf("got rss %+v %+v, cpu %+v %+v: not the one sampling", rss.Reconciler, rss.Baselines, cpu.Reconciler, cpu.Counters)
+	}
+	failed := scenario{kind: footprintCPU, n: 50}.result()
+	if err := e.footprintCPU(context.Background(), &failed, 50, p); err == nil || failed.Reconciler != nil || len(failed.Notes) > 0 {
+		t.Errorf("footprint of a failed sampling: %v, %+v; want the error and no figures or notes", err, failed)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -17,73 +18,56 @@ const (
 // parallelism of the direct baseline the ratio is taken against.
 const coldParallelism = 4
 
-// coldConverge measures N cells from an empty host to all running, runs
+// way is one way of bringing up n cells of a new realm from nothing.
+type way struct {
+	name, short string // short goes into realm names
+	// converge brings the cells up and returns the time it took.
+	converge func(ctx context.Context, realm string, n int) (time.Duration, error)
+	// teardown removes them again, untimed.
+	teardown func(ctx context.Context, realm string, n int) error
+}
+
+// coldConverge measures n cells from an empty host to all running, p.runs
 // times: `reconciler --once` on a fresh state dir, the direct client
-// sequentially and four at a time, and podman kube play of N pods. Every
+// sequentially and four at a time, and podman kube play of n pods. Every
 // way gets a fresh namespace (so it imports and unpacks the image, as a
 // new host would) and is torn down, untimed, before the next.
-func (e *env) coldConverge(ctx context.Context, n, runs int, podmanNotes []string) Scenario {
-	sc := Scenario{
-		Name:    fmt.Sprintf("cold-converge-n%d", n),
-		Title:   fmt.Sprintf("cold converge, %d cells", n),
-		Unit:    "ms",
-		Target:  "≤ 1.2 × direct-p4; ≤ 0.5 × podman",
-		Verdict: VerdictNone,
-	}
+func (e *env) coldConverge(ctx context.Context, sc *Scenario, n int, p params) error {
 	sc.note("cell = synthesized root (reconciler pause) + `sleep 3600`; wall time from start to every task started, including namespace creation and image import+unpack")
 	sc.note("reconciler = `reconciler --once` (process start to exit, --workers %d); direct-p4 = the same containerd calls and OCI specs with %d cells at a time (the floor at equal parallelism); direct-seq = one at a time", coldParallelism, coldParallelism)
-	sc.Notes = append(sc.Notes, podmanNotes...)
-	times := map[string][]float64{}
-
-	ways := []struct {
-		name string
-		run  func(realm string) (time.Duration, error)
-	}{
-		{"reconciler", func(realm string) (time.Duration, error) { return e.coldReconciler(ctx, realm, n) }},
-		{baseDirectSeq, func(realm string) (time.Duration, error) { return e.coldDirect(ctx, realm, n, 1) }},
-		{baseDirectP4, func(realm string) (time.Duration, error) { return e.coldDirect(ctx, realm, n, coldParallelism) }},
+	sc.Notes = append(sc.Notes, e.preparePodman(ctx)...)
+	ways := []way{
+		{"reconciler", "rec", e.coldReconciler, e.teardownCold},
+		{baseDirectSeq, "seq", e.coldDirect(1), e.teardownCold},
+		{baseDirectP4, "p4", e.coldDirect(coldParallelism), e.teardownCold},
 	}
 	if e.podman != nil {
-		ways = append(ways, struct {
-			name string
-			run  func(realm string) (time.Duration, error)
-		}{basePodman, func(string) (time.Duration, error) { return e.coldPodman(ctx, n) }})
+		ways = append(ways, way{basePodman, "pod", e.podman.coldPlay, e.podman.coldRemove})
 	}
 	// A warm-up of one cell each: first-use costs (page cache, podman's
 	// pause image build) are not what the scenario measures.
 	for _, w := range ways {
-		if err := e.warmUp(ctx, w.name); err != nil {
-			sc.fail(fmt.Errorf("warm-up %s: %w", w.name, err))
-			return sc
+		if _, err := e.coldRun(ctx, w, "warm-"+w.short, 1); err != nil {
+			return fmt.Errorf("warm-up %s: %w", w.name, err)
 		}
 	}
-	for r := range runs {
+	times := map[string][]float64{}
+	for r := range p.runs {
 		// Rotate the order so that drift on a noisy machine does not
 		// always favour the same way.
 		for k := range ways {
 			w := ways[(k+r)%len(ways)]
-			realm := fmt.Sprintf("cold-n%d-r%d-%s", n, r, shortName(w.name))
-			e.logf("%s run %d/%d: %s", sc.Name, r+1, runs, w.name)
-			took, err := w.run(realm)
-			t := time.Now()
-			if terr := e.teardownCold(ctx, w.name, realm, n); terr != nil && err == nil {
-				err = terr
-			}
-			e.logf("%s took %s, teardown %s", w.name, took.Round(time.Millisecond), time.Since(t).Round(time.Millisecond))
+			e.logf("%s run %d/%d: %s", sc.Name, r+1, p.runs, w.name)
+			took, err := e.coldRun(ctx, w, fmt.Sprintf("cold-n%d-r%d-%s", n, r, w.short), n)
 			if err != nil {
-				sc.fail(fmt.Errorf("%s: %w", w.name, err))
-				return sc
+				return fmt.Errorf("%s: %w", w.name, err)
 			}
 			times[w.name] = append(times[w.name], ms(took))
 		}
 	}
-	rec := summarize(times["reconciler"])
-	sc.Reconciler = &rec
-	sc.Baselines = map[string]Stats{}
-	for _, w := range ways[1:] {
-		sc.Baselines[w.name] = summarize(times[w.name])
-	}
-	sc.setRatios()
+	rec := times["reconciler"]
+	delete(times, "reconciler")
+	sc.measured(rec, times)
 	sc.Verdict = VerdictMet
 	if sc.Ratios[baseDirectP4] > 1.2 {
 		sc.Verdict = VerdictMissed
@@ -91,36 +75,18 @@ func (e *env) coldConverge(ctx context.Context, n, runs int, podmanNotes []strin
 	if r, ok := sc.Ratios[basePodman]; ok && r > 0.5 {
 		sc.Verdict = VerdictMissed
 	}
-	return sc
+	return nil
 }
 
-func shortName(way string) string {
-	switch way {
-	case "reconciler":
-		return "rec"
-	case baseDirectSeq:
-		return "seq"
-	case baseDirectP4:
-		return "p4"
-	}
-	return "pod"
-}
-
-func (e *env) warmUp(ctx context.Context, way string) error {
-	realm := "warm-" + shortName(way)
-	var err error
-	switch way {
-	case "reconciler":
-		_, err = e.coldReconciler(ctx, realm, 1)
-	case baseDirectSeq, baseDirectP4:
-		_, err = e.coldDirect(ctx, realm, 1, 1)
-	case basePodman:
-		_, err = e.coldPodman(ctx, 1)
-	}
-	if terr := e.teardownCold(ctx, way, realm, 1); err == nil {
+// coldRun converges n cells of realm one way and tears them down again.
+func (e *env) coldRun(ctx context.Context, w way, realm string, n int) (time.Duration, error) {
+	took, err := w.converge(ctx, realm, n)
+	t := time.Now()
+	if terr := w.teardown(ctx, realm, n); err == nil {
 		err = terr
 	}
-	return err
+	e.logf("%s took %s, teardown %s", w.name, took.Round(time.Millisecond), time.Since(t).Round(time.Millisecond))
+	return took, err
 }
 
 // coldReconciler converges n cells of a new realm with `reconciler --once`
@@ -136,29 +102,52 @@ func (e *env) coldReconciler(ctx context.Context, realm string, n int) (time.Dur
 	return e.once(ctx, s)
 }
 
-func (e *env) coldDirect(ctx context.Context, realm string, n, p int) (time.Duration, error) {
-	start := time.Now()
-	d, err := e.newDirect(ctx, realm)
-	if err != nil {
-		return 0, err
+// coldDirect converges with the direct client, p cells at a time.
+func (e *env) coldDirect(p int) func(ctx context.Context, realm string, n int) (time.Duration, error) {
+	return func(ctx context.Context, realm string, n int) (time.Duration, error) {
+		d, err := e.newDirect(ctx, realm, n)
+		if err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if err := d.up(); err != nil {
+			return 0, err
+		}
+		if err := d.converge(p); err != nil {
+			return 0, err
+		}
+		return time.Since(start), nil
 	}
-	if err := d.converge(n, p); err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
 }
 
-func (e *env) coldPodman(ctx context.Context, n int) (time.Duration, error) {
-	file := e.path(fmt.Sprintf("pods-%d.yaml", n))
-	if err := e.podman.writePods(file, n); err != nil {
-		return 0, fmt.Errorf("pod file: %w", err)
-	}
-	return e.podman.play(ctx, file, n)
-}
-
-func (e *env) teardownCold(ctx context.Context, way, realm string, n int) error {
-	if way == basePodman {
-		return e.podman.remove(ctx, n)
-	}
+func (e *env) teardownCold(ctx context.Context, realm string, _ int) error {
 	return e.teardownRealm(ctx, realm)
+}
+
+// preparePodman sets up the podman baseline once; the notes it returns
+// say how, or why it is skipped.
+func (e *env) preparePodman(ctx context.Context) []string {
+	if e.podmanDone {
+		return e.podmanNotes
+	}
+	e.podmanDone = true
+	if e.cfg.noPodman {
+		e.podmanNotes = []string{"podman baseline skipped (--no-podman)"}
+		return e.podmanNotes
+	}
+	p, notes, err := findPodman(ctx, e, e.cfg.installPodman)
+	if err == nil && p != nil {
+		err = p.load(ctx, e.archive)
+	}
+	switch {
+	case err != nil:
+		notes = append(notes, "podman baseline skipped: "+err.Error())
+	case p == nil:
+		e.logf("%s", strings.Join(notes, "; "))
+	default:
+		e.podman = p
+		notes = append(notes, "podman = `podman kube play --network none` of N one-container pods (each also gets podman's infra container), image loaded with `podman load`; kube play has no parallelism setting")
+	}
+	e.podmanNotes = notes
+	return notes
 }

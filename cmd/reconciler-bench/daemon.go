@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,14 +33,14 @@ func (e *env) newSite(name, realm string) (*site, error) {
 
 // args are the flags every reconciler invocation of the site gets.
 func (e *env) args(s *site) []string {
-	return []string{"--manifests", s.manifests, "--containerd-address", e.ctd.Address,
-		"--state-dir", s.state, "--image-archives", e.archives, "--cgroup-root", e.cgroupRoot}
+	return []string{"--manifests", s.manifests, "--containerd-address", e.ctd.Address, "--state-dir", s.state,
+		"--image-archives", e.archives, "--cgroup-root", e.cgroupRoot, "--namespace-suffix", e.nsSuffix}
 }
 
 // once runs `reconciler --once` on the site and returns its wall time. A
 // non-zero exit is an error carrying the output.
-func (e *env) once(ctx context.Context, s *site, extra ...string) (time.Duration, error) {
-	cmd := exec.CommandContext(ctx, e.binary, append(append([]string{"--once", "--timeout", "5m"}, e.args(s)...), extra...)...)
+func (e *env) once(ctx context.Context, s *site) (time.Duration, error) {
+	cmd := exec.CommandContext(ctx, e.binary, append([]string{"--once", "--timeout", "5m"}, e.args(s)...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -58,12 +57,28 @@ type daemon struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	logPath string
-	started time.Time
 	site    *site
 }
 
+// withDaemon starts the daemon on s, waits for its first pass and until
+// it has been idle for quiet (up to a minute), runs fn and stops it.
+func (e *env) withDaemon(ctx context.Context, s *site, quiet time.Duration, fn func(d *daemon) error) error {
+	d, err := e.startDaemon(ctx, s)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := d.stop(); err != nil {
+			e.logf("%v", err)
+		}
+	}()
+	d.settle(ctx, quiet, time.Minute)
+	return fn(d)
+}
+
 // startDaemon starts the daemon on the site and waits until it has
-// finished its first pass (status.json written after the start).
+// finished its first pass (status.json written after the start). The
+// daemon is stopped at close at the latest.
 func (e *env) startDaemon(ctx context.Context, s *site) (*daemon, error) {
 	d := &daemon{logPath: filepath.Join(s.state, "..", "daemon.log"), site: s, done: make(chan struct{})}
 	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -76,14 +91,25 @@ func (e *env) startDaemon(ctx context.Context, s *site) (*daemon, error) {
 	// Its own process group keeps a terminal's ^C for us (we stop it);
 	// Pdeathsig ends it if we die without doing so.
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	d.started = time.Now()
+	started := time.Now()
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start daemon: %w", err)
 	}
 	go func() { d.cmd.Wait(); close(d.done) }()
 	e.daemons = append(e.daemons, d)
-	if err := d.waitPass(ctx, d.started, 5*time.Minute); err != nil {
-		return d, err
+	deadline := started.Add(5 * time.Minute)
+	for !d.statusTime().After(started) {
+		switch {
+		case !d.running():
+			return nil, fmt.Errorf("daemon exited (%s)\n%s", d.cmd.ProcessState, d.logTail(20))
+		case time.Now().After(deadline):
+			return nil, fmt.Errorf("daemon wrote no status within 5 minutes\n%s", d.logTail(20))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	return d, nil
 }
@@ -99,38 +125,20 @@ func (d *daemon) running() bool {
 	}
 }
 
-// waitPass waits until the daemon records a status newer than since.
-func (d *daemon) waitPass(ctx context.Context, since time.Time, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	status := filepath.Join(d.site.state, "status.json")
-	for {
-		if st, err := os.Stat(status); err == nil && st.ModTime().After(since) {
-			return nil
-		}
-		if !d.running() {
-			return fmt.Errorf("daemon exited (%s)\n%s", d.cmd.ProcessState, d.logTail(20))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("daemon wrote no status within %s\n%s", timeout, d.logTail(20))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+// statusTime is when the daemon last wrote its status (zero before).
+func (d *daemon) statusTime() time.Time {
+	st, err := os.Stat(filepath.Join(d.site.state, "status.json"))
+	if err != nil {
+		return time.Time{}
 	}
+	return st.ModTime()
 }
 
-// settle waits until status.json has not changed for quiet (the daemon is
-// idle), up to timeout.
+// settle waits until the status has not changed for quiet (the daemon is
+// idle), up to timeout; a daemon still busy then is measured as it is.
 func (d *daemon) settle(ctx context.Context, quiet, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
-	status := filepath.Join(d.site.state, "status.json")
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		st, err := os.Stat(status)
-		if err == nil && time.Since(st.ModTime()) >= quiet {
-			return
-		}
+	for time.Now().Before(deadline) && ctx.Err() == nil && time.Since(d.statusTime()) < quiet {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
@@ -150,9 +158,9 @@ func (d *daemon) stop() error {
 		return nil
 	case <-time.After(20 * time.Second):
 	}
-	_ = syscall.Kill(d.pid(), syscall.SIGKILL)
+	err := syscall.Kill(d.pid(), syscall.SIGKILL)
 	<-d.done
-	return fmt.Errorf("daemon %d ignored SIGTERM for 20 s and was killed", d.pid())
+	return errors.Join(fmt.Errorf("daemon %d ignored SIGTERM for 20 s and was killed", d.pid()), err)
 }
 
 func (d *daemon) logTail(n int) string {
@@ -163,43 +171,8 @@ func (d *daemon) logTail(n int) string {
 	return "daemon log (tail):\n" + tail(b, n)
 }
 
-// procSample is one reading of a process's memory and CPU time.
-type procSample struct {
-	At     time.Time
-	RSSKiB int64
-	CPU    time.Duration // user + system
-}
-
-// sampleProc reads /proc/<pid>/status (VmRSS) and /proc/<pid>/stat
-// (utime + stime, in USER_HZ = 100 ticks per second).
-func sampleProc(pid int) (procSample, error) {
-	s := procSample{At: time.Now()}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return s, fmt.Errorf("sample %d: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) > 0 {
-				s.RSSKiB, _ = strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	b, err = os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return s, fmt.Errorf("sample %d: %w", pid, err)
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return s, fmt.Errorf("sample %d: malformed stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return s, fmt.Errorf("sample %d: malformed stat", pid)
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	s.CPU = time.Duration(utime+stime) * time.Second / 100
-	return s, nil
+// tail returns the last n lines of b.
+func tail(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -13,92 +15,102 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 
+	"github.com/kukeon/reconciler/pkg/controller"
 	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/hierarchy"
+	"github.com/kukeon/reconciler/pkg/manifest"
 )
 
 // direct is the floor: the containerd client doing exactly the containerd
 // work the reconciler does for the same cells — namespace, one image
 // import, then per container a snapshot, a container and a task, started —
-// with the same OCI spec (ctr.SpecOpts), labels and cgroup layout, and
-// nothing else: no manifests, no observation, no inventory or status.
+// with the same OCI specs, labels and cgroup paths (the same manifests
+// resolved by pkg/hierarchy, specs by controller.Executor.ContainerSpec
+// and ctr.SpecOpts), and nothing else: no observation, no inventory or
+// status.
 type direct struct {
 	e     *env
-	realm string
 	ns    string
 	ctx   context.Context // carries the namespace
 	img   client.Image
+	cells []*hierarchy.Cell
+	specs *controller.Executor // only its ContainerSpec
 }
 
-// newDirect creates namespace and imports the image (both timed by the
-// caller as part of the converge).
-func (e *env) newDirect(ctx context.Context, realm string) (*direct, error) {
-	d := &direct{e: e, realm: realm, ns: namespaceOf(realm)}
-	d.ctx = namespaces.WithNamespace(ctx, d.ns)
-	err := e.raw.NamespaceService().Create(d.ctx, d.ns, map[string]string{ctr.LabelManagedBy: ctr.ManagedByValue})
-	if err != nil && !errdefs.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("create namespace %s: %w", d.ns, err)
+// newDirect resolves cells [0, n) of realm from their manifests; it does
+// not touch containerd, so callers time what follows.
+func (e *env) newDirect(ctx context.Context, realm string, n int) (*direct, error) {
+	dir := e.path(realm, "direct")
+	if err := writeCells(filepath.Join(dir, "manifests"), realm, 0, n); err != nil {
+		return nil, err
 	}
-	f, err := os.Open(e.archive)
-	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
-	}
-	defer f.Close()
-	imgs, err := e.raw.Import(d.ctx, f)
-	if err != nil {
-		return nil, fmt.Errorf("import into %s: %w", d.ns, err)
-	}
-	for _, m := range imgs {
-		if m.Name == image {
-			d.img = client.NewImage(e.raw, m)
+	rc := &controller.Reconciler{Opts: controller.Options{Manifests: []string{filepath.Join(dir, "manifests")}, Hierarchy: e.hierarchy()}}
+	_, tree, diags, _ := rc.Desired()
+	for _, d := range diags {
+		if d.Severity == manifest.SeverityError {
+			return nil, fmt.Errorf("direct %s: %w", realm, d)
 		}
 	}
-	if d.img == nil {
-		return nil, fmt.Errorf("import into %s: archive does not provide %s", d.ns, image)
+	d := &direct{e: e, ns: e.namespace(realm), cells: tree.Cells(), specs: &controller.Executor{StateDir: filepath.Join(dir, "state")}}
+	if len(d.cells) != n {
+		return nil, fmt.Errorf("direct %s: %d cells resolved, want %d", realm, len(d.cells), n)
 	}
-	if err := d.img.Unpack(d.ctx, ""); err != nil {
-		return nil, fmt.Errorf("unpack in %s: %w", d.ns, err)
-	}
+	d.ctx = namespaces.WithNamespace(ctx, d.ns)
 	return d, nil
 }
 
-// converge brings up cells [0, n) with at most p at a time.
-func (d *direct) converge(n, p int) error {
-	return parallel(n, p, d.cell)
+// up creates the namespace and imports and unpacks the image.
+func (d *direct) up() error {
+	err := d.e.raw.NamespaceService().Create(d.ctx, d.ns, map[string]string{ctr.LabelManagedBy: ctr.ManagedByValue})
+	if err != nil && !errdefs.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", d.ns, err)
+	}
+	f, err := os.Open(d.e.archive)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	defer f.Close()
+	imgs, err := d.e.raw.Import(d.ctx, f)
+	if err != nil {
+		return fmt.Errorf("import into %s: %w", d.ns, err)
+	}
+	for _, m := range imgs {
+		if m.Name == image {
+			d.img = client.NewImage(d.e.raw, m)
+		}
+	}
+	if d.img == nil {
+		return fmt.Errorf("import into %s: archive does not provide %s", d.ns, image)
+	}
+	if err := d.img.Unpack(d.ctx, ""); err != nil {
+		return fmt.Errorf("unpack in %s: %w", d.ns, err)
+	}
+	return nil
 }
 
-func (d *direct) labels(i int, kind string) map[string]string {
-	return map[string]string{
-		ctr.LabelRealm: d.realm, ctr.LabelSpace: benchSpace, ctr.LabelStack: benchStack, ctr.LabelCell: cellName(i),
-		ctr.LabelContainerType: kind, ctr.LabelManagedBy: ctr.ManagedByValue,
-	}
+// converge brings up every cell with at most p at a time.
+func (d *direct) converge(p int) error {
+	return parallel(len(d.cells), p, d.cell)
 }
 
-func (d *direct) rootSpec(i int) ctr.ContainerSpec {
-	id := rootContainerdID(i)
-	return ctr.ContainerSpec{
-		ID: id, Image: image, Pause: true, Hostname: cellName(i),
-		CgroupsPath: d.e.cellCgroup(d.realm, i) + "/" + id, Labels: d.labels(i, "root"),
-		LogPath: d.e.path("direct-logs", d.ns, id+".log"),
+// spec is the runtime spec of container k of cell i (0 is the root); rev,
+// when not 0, replaces the workload's env as an edited manifest would.
+func (d *direct) spec(i, k, rev int, rootPID uint32) ctr.ContainerSpec {
+	c := d.cells[i]
+	dc := *c.Containers[k]
+	if rev != 0 {
+		dc.Spec.Env = []string{fmt.Sprintf("REV=%d", rev)}
 	}
-}
-
-func (d *direct) workloadSpec(i, rev int, rootPID uint32) ctr.ContainerSpec {
-	id := workloadContainerdID(i)
-	return ctr.ContainerSpec{
-		ID: id, Image: image, Command: "sleep", Args: []string{"3600"}, Env: []string{fmt.Sprintf("REV=%d", rev)},
-		Hostname: cellName(i), JoinPID: rootPID,
-		CgroupsPath: d.e.cellCgroup(d.realm, i) + "/" + id, Labels: d.labels(i, "container"),
-		LogPath: d.e.path("direct-logs", d.ns, id+".log"),
-	}
+	return d.specs.ContainerSpec(c, &dc, rootPID)
 }
 
 // cell runs cell i: the root, then the workload joining its namespaces.
 func (d *direct) cell(i int) error {
-	pid, err := d.run(d.rootSpec(i))
+	pid, err := d.run(d.spec(i, 0, 0, 0))
 	if err != nil {
 		return err
 	}
-	_, err = d.run(d.workloadSpec(i, 0, pid))
+	_, err = d.run(d.spec(i, 1, 0, pid))
 	return err
 }
 
@@ -112,6 +124,11 @@ func (d *direct) run(spec ctr.ContainerSpec) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("create %s: %w", spec.ID, err)
 	}
+	return d.start(cont, spec)
+}
+
+// start creates the task of cont, logging to spec.LogPath, and starts it.
+func (d *direct) start(cont client.Container, spec ctr.ContainerSpec) (uint32, error) {
 	if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
 		return 0, fmt.Errorf("log dir: %w", err)
 	}
@@ -125,94 +142,72 @@ func (d *direct) run(spec ctr.ContainerSpec) (uint32, error) {
 	return task.Pid(), nil
 }
 
+// stop signals the task, waits for its exit (escalating to SIGKILL after
+// grace) and deletes it.
+func (d *direct) stop(task client.Task, sig syscall.Signal, grace time.Duration) error {
+	exited, err := task.Wait(d.ctx)
+	if err != nil {
+		return fmt.Errorf("wait %s: %w", task.ID(), err)
+	}
+	if err := task.Kill(d.ctx, sig); err != nil {
+		return fmt.Errorf("signal %s: %w", task.ID(), err)
+	}
+	if sig != syscall.SIGKILL {
+		select {
+		case <-exited:
+		case <-time.After(grace):
+			if err := task.Kill(d.ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("kill %s: %w", task.ID(), err)
+			}
+		}
+	}
+	<-exited
+	if _, err := task.Delete(d.ctx); err != nil {
+		return fmt.Errorf("delete task %s: %w", task.ID(), err)
+	}
+	return nil
+}
+
 // recreate does what the reconciler does for an env change of cell i's
 // workload: stop (SIGTERM, the grace period, SIGKILL), delete the task and
 // the container with its snapshot, create and start the new revision.
 func (d *direct) recreate(i, rev int, grace time.Duration) error {
-	id := workloadContainerdID(i)
-	cont, err := d.e.raw.LoadContainer(d.ctx, id)
+	work := d.spec(i, 1, rev, 0)
+	cont, task, err := loadTask(d.ctx, d.e.raw, work.ID)
 	if err != nil {
-		return fmt.Errorf("load %s: %w", id, err)
+		return err
 	}
-	if err := d.stopTask(cont, grace); err != nil {
+	if err := d.stop(task, syscall.SIGTERM, grace); err != nil {
 		return err
 	}
 	if err := cont.Delete(d.ctx, client.WithSnapshotCleanup); err != nil {
-		return fmt.Errorf("delete %s: %w", id, err)
+		return fmt.Errorf("delete %s: %w", work.ID, err)
 	}
-	rootPID, err := d.pid(rootContainerdID(i))
+	_, root, err := loadTask(d.ctx, d.e.raw, d.spec(i, 0, 0, 0).ID)
 	if err != nil {
 		return err
 	}
-	_, err = d.run(d.workloadSpec(i, rev, rootPID))
+	work.JoinPID = root.Pid()
+	_, err = d.run(work)
 	return err
 }
 
-func (d *direct) stopTask(cont client.Container, grace time.Duration) error {
-	task, err := cont.Task(d.ctx, nil)
-	if err != nil {
-		return fmt.Errorf("task %s: %w", cont.ID(), err)
+// crash SIGKILLs cell i's workload and restarts it as the runtime's own
+// restart does: after the exit, delete the task, create a new one, start it.
+func (d *direct) crash(i int) error {
+	work := d.spec(i, 1, 0, 0)
+	cont, task, err := loadTask(d.ctx, d.e.raw, work.ID)
+	if err == nil {
+		err = d.stop(task, syscall.SIGKILL, 0)
 	}
-	exited, err := task.Wait(d.ctx)
-	if err != nil {
-		return fmt.Errorf("wait %s: %w", cont.ID(), err)
+	if err == nil {
+		_, err = d.start(cont, work)
 	}
-	if err := task.Kill(d.ctx, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("signal %s: %w", cont.ID(), err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(grace):
-		if err := task.Kill(d.ctx, syscall.SIGKILL, client.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("kill %s: %w", cont.ID(), err)
-		}
-		<-exited
-	}
-	if _, err := task.Delete(d.ctx); err != nil {
-		return fmt.Errorf("delete task %s: %w", cont.ID(), err)
-	}
-	return nil
+	return err
 }
 
-// restart is the runtime's own restart of a crashed task: after the exit,
-// delete the task, create a new one and start it.
-func (d *direct) restart(i int, killed <-chan client.ExitStatus, task client.Task) error {
-	<-killed
-	if _, err := task.Delete(d.ctx); err != nil {
-		return fmt.Errorf("delete task: %w", err)
-	}
-	id := workloadContainerdID(i)
-	cont, err := d.e.raw.LoadContainer(d.ctx, id)
-	if err != nil {
-		return fmt.Errorf("load %s: %w", id, err)
-	}
-	nt, err := cont.NewTask(d.ctx, cio.LogFile(d.workloadSpec(i, 0, 0).LogPath))
-	if err != nil {
-		return fmt.Errorf("create task %s: %w", id, err)
-	}
-	if err := nt.Start(d.ctx); err != nil {
-		return fmt.Errorf("start %s: %w", id, err)
-	}
-	return nil
-}
-
-// pid returns the PID of container id's task.
-func (d *direct) pid(id string) (uint32, error) {
-	cont, err := d.e.raw.LoadContainer(d.ctx, id)
-	if err != nil {
-		return 0, fmt.Errorf("load %s: %w", id, err)
-	}
-	task, err := cont.Task(d.ctx, nil)
-	if err != nil {
-		return 0, fmt.Errorf("task %s: %w", id, err)
-	}
-	return task.Pid(), nil
-}
-
-// killTask sends SIGKILL to the task of container id in the context's
-// namespace and returns the channel its exit arrives on (registered before
-// the signal, so it cannot be missed) and the task.
-func killTask(ctx context.Context, cc *client.Client, id string) (<-chan client.ExitStatus, client.Task, error) {
+// loadTask returns container id and its task, in the context's namespace.
+func loadTask(ctx context.Context, cc *client.Client, id string) (client.Container, client.Task, error) {
 	cont, err := cc.LoadContainer(ctx, id)
 	if err != nil {
 		return nil, nil, fmt.Errorf("load %s: %w", id, err)
@@ -221,12 +216,35 @@ func killTask(ctx context.Context, cc *client.Client, id string) (<-chan client.
 	if err != nil {
 		return nil, nil, fmt.Errorf("task %s: %w", id, err)
 	}
-	exited, err := task.Wait(ctx)
+	return cont, task, nil
+}
+
+// killTask sends SIGKILL to the task of container id in the context's
+// namespace.
+func killTask(ctx context.Context, cc *client.Client, id string) error {
+	_, task, err := loadTask(ctx, cc, id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("wait %s: %w", id, err)
+		return err
 	}
 	if err := task.Kill(ctx, syscall.SIGKILL); err != nil {
-		return nil, nil, fmt.Errorf("kill %s: %w", id, err)
+		return fmt.Errorf("kill %s: %w", id, err)
 	}
-	return exited, task, nil
+	return nil
+}
+
+// parallel runs fn(0..n-1) with at most p at a time and returns their
+// errors joined.
+func parallel(n, p int, fn func(i int) error) error {
+	errs := make([]error, n)
+	sem := make(chan struct{}, max(p, 1))
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = fn(i)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,93 +17,102 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 
+	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
 	"github.com/kukeon/reconciler/pkg/ctr"
+	"github.com/kukeon/reconciler/pkg/hierarchy"
 	"github.com/kukeon/reconciler/pkg/testenv"
 	"github.com/kukeon/reconciler/pkg/testimage"
 )
 
 // env is one run's private world: a temporary directory, the reconciler
 // binary built from this checkout, the busybox image archive, a private
-// containerd and a unique cgroup root. close undoes all of it.
+// containerd, a unique cgroup root and namespace suffix, and the fixtures
+// scenarios share. up sets it up on first need; close undoes all of it.
 type env struct {
+	cfg *config
+	log io.Writer
+
+	upDone     bool
+	upErr      error
 	dir        string
 	binary     string
 	archives   string // directory holding the archive, for --image-archives
 	archive    string
-	cgroupRoot string // "/kukeon-bench-<8 hex>"
+	id         string // random, in the cgroup root and the namespace suffix
+	cgroupRoot string // "/kukeon-bench-<id>"
+	nsSuffix   string // "bench-<id>.kukeon.io": every namespace is ours
 	mount      string // unified cgroup mount
 	ctd        *testenv.Containerd
 	client     *ctr.Client    // teardown and adoption checks
-	raw        *client.Client // the direct-client baselines
+	raw        *client.Client // the direct-client baselines (client's own connection)
 	starts     *startWatcher
-	podman     *podman // nil when the podman baseline is skipped
 	daemons    []*daemon
-	log        io.Writer
+
+	podmanDone  bool
+	podman      *podman // nil when the podman baseline is skipped
+	podmanNotes []string
+	steady      steadySite
+	footprints  map[footprintKey]*footprint
 }
 
-// newEnv prepares the world; on error it has already undone what it did.
-func newEnv(ctx context.Context, cfg *config) (e *env, err error) {
+// up prepares the world once; a failure is remembered, so every scenario
+// that needs it reports the same error. close undoes what up did.
+func (e *env) up(ctx context.Context) error {
+	if !e.upDone {
+		e.upDone = true
+		e.upErr = e.setUp(ctx)
+	}
+	return e.upErr
+}
+
+func (e *env) setUp(ctx context.Context) (err error) {
 	if m := testenv.Missing(); len(m) > 0 {
-		return nil, fmt.Errorf("missing %s (apt-get install -y containerd runc busybox-static, run as root)", strings.Join(m, ", "))
+		return fmt.Errorf("missing %s (apt-get install -y containerd runc busybox-static, run as root)", strings.Join(m, ", "))
 	}
-	dir, err := os.MkdirTemp("", "rbench-")
-	if err != nil {
-		return nil, fmt.Errorf("work dir: %w", err)
+	if e.dir, err = os.MkdirTemp("", "rbench-"); err != nil {
+		return fmt.Errorf("work dir: %w", err)
 	}
-	e = &env{dir: dir, log: cfg.log}
-	defer func() {
-		if err != nil {
-			e.close()
-			e = nil
-		}
-	}()
 	if e.mount, err = testenv.UnifiedMount(); err != nil {
-		return e, err
+		return err
 	}
 	b := make([]byte, 4)
 	if _, err := rand.Read(b); err != nil {
-		return e, fmt.Errorf("cgroup root: %w", err)
+		return fmt.Errorf("cgroup root: %w", err)
 	}
-	e.cgroupRoot = "/kukeon-bench-" + hex.EncodeToString(b)
+	e.id = hex.EncodeToString(b)
+	e.cgroupRoot, e.nsSuffix = "/kukeon-bench-"+e.id, "bench-"+e.id+".kukeon.io"
 
-	e.binary = cfg.reconciler
-	if e.binary == "" {
+	if e.binary = e.cfg.reconciler; e.binary == "" {
 		e.logf("building ./cmd/reconciler (CGO_ENABLED=0)")
-		if e.binary, err = buildReconciler(ctx, dir); err != nil {
-			return e, err
+		if e.binary, err = buildReconciler(ctx, e.dir); err != nil {
+			return err
 		}
 	}
-	e.archives = filepath.Join(dir, "images")
+	e.archives = e.path("images")
 	e.archive = filepath.Join(e.archives, "busybox.tar")
 	if err := os.MkdirAll(e.archives, 0o755); err != nil {
-		return e, fmt.Errorf("image dir: %w", err)
+		return fmt.Errorf("image dir: %w", err)
 	}
 	if err := testimage.BuildFile(e.archive, testimage.Options{}); err != nil {
-		return e, fmt.Errorf("test image: %w", err)
+		return fmt.Errorf("test image: %w", err)
 	}
 
 	e.logf("starting a private containerd, cgroup root %s", e.cgroupRoot)
-	if e.ctd, err = testenv.StartContainerd(ctx, filepath.Join(dir, "ctd")); err != nil {
-		return e, err
+	if e.ctd, err = testenv.StartContainerd(ctx, e.path("ctd")); err != nil {
+		return err
 	}
 	e.client = ctr.New(ctr.Config{
-		Address: e.ctd.Address, StateDir: filepath.Join(dir, "ctr-state"),
+		Address: e.ctd.Address, StateDir: e.path("ctr-state"),
 		ImageArchives: e.archives, PauseBinary: e.binary, CgroupParent: e.cgroupRoot,
 	})
-	if e.raw, err = client.New(e.ctd.Address); err != nil {
-		return e, fmt.Errorf("connect containerd: %w", err)
+	if e.raw, err = e.client.Raw(); err != nil {
+		return fmt.Errorf("connect containerd: %w", err)
 	}
-	if e.starts, err = watchStarts(e.raw); err != nil {
-		return e, err
-	}
-	return e, nil
+	e.starts = watchStarts(e.raw)
+	return nil
 }
 
-func (e *env) logf(format string, args ...any) {
-	if e.log != nil {
-		logTo(e.log, format, args...)
-	}
-}
+func (e *env) logf(format string, args ...any) { logTo(e.log, format, args...) }
 
 // processStart is when the program started, for the elapsed time in
 // progress lines.
@@ -117,128 +125,106 @@ func logTo(w io.Writer, format string, args ...any) {
 // path returns a path inside the work dir.
 func (e *env) path(elem ...string) string { return filepath.Join(append([]string{e.dir}, elem...)...) }
 
-// cellCgroup is the cgroup group of cell i of realm, as the reconciler
-// lays it out.
-func (e *env) cellCgroup(realm string, i int) string {
-	return path.Join(e.cgroupRoot, realm, benchSpace, benchStack, cellName(i))
+// hierarchy is how every reconciler of the run lays out identities.
+func (e *env) hierarchy() hierarchy.Options {
+	return hierarchy.Options{CgroupRoot: e.cgroupRoot, NamespaceSuffix: e.nsSuffix}
 }
 
-// moduleRoot finds the directory of this module's go.mod from the working
-// directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/kukeon/reconciler\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the reconciler checkout (no go.mod of github.com/kukeon/reconciler above the working directory), or pass --reconciler")
-		}
-		dir = parent
-	}
-}
+// namespace is a realm's containerd namespace.
+func (e *env) namespace(realm string) string { return v1beta1.DefaultNamespace(realm, e.nsSuffix) }
 
 // buildReconciler builds the static binary that the daemon scenarios run
-// and that synthesized roots run as "reconciler pause".
+// and that synthesized roots run as "reconciler pause", from the module
+// the working directory is in.
 func buildReconciler(ctx context.Context, dir string) (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
 	out := filepath.Join(dir, "reconciler")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/reconciler")
-	cmd.Dir = root
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "github.com/kukeon/reconciler/cmd/reconciler")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build reconciler: %w\n%s", err, b)
+		return "", fmt.Errorf("build reconciler (run from inside the checkout, or pass --reconciler): %w\n%s", err, b)
 	}
 	return out, nil
 }
 
-// teardownRealm deletes every container of namespace ns (grace 0, four at
-// a time), the namespace with its images, and the realm's cgroup tree. It
-// is not timed.
-func (e *env) teardownRealm(ctx context.Context, realm string) error {
-	ns := namespaceOf(realm)
-	var errs []error
+// teardown deletes every container of namespace ns (grace 0, four at a
+// time) and the namespace with its images. It is not timed.
+func (e *env) teardown(ctx context.Context, ns string) error {
 	cs, err := e.client.ListContainers(ctx, ns)
-	if err != nil && !errors.Is(err, ctr.ErrNotFound) {
-		errs = append(errs, err)
+	if errors.Is(err, ctr.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("teardown %s: %w", ns, err)
 	}
 	err = parallel(len(cs), 4, func(i int) error {
-		err := e.client.DeleteContainer(ctx, ns, cs[i].ID, 0)
-		if errors.Is(err, ctr.ErrNotFound) {
-			return nil
+		if err := e.client.DeleteContainer(ctx, ns, cs[i].ID, 0); err != nil && !errors.Is(err, ctr.ErrNotFound) {
+			return err
 		}
-		return err
+		return nil
 	})
-	errs = append(errs, err)
-	if err := e.client.DeleteNamespace(ctx, ns); err != nil && !errors.Is(err, ctr.ErrNotFound) {
-		errs = append(errs, err)
+	if err == nil {
+		if err = e.client.DeleteNamespace(ctx, ns); errors.Is(err, ctr.ErrNotFound) {
+			err = nil
+		}
 	}
-	if err := testenv.RemoveCgroupTree(path.Join(e.cgroupRoot, realm)); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("teardown %s: %w", realm, err)
+	if err != nil {
+		return fmt.Errorf("teardown %s: %w", ns, err)
 	}
 	return nil
 }
 
-// close stops the daemons, removes podman pods, deletes every container,
-// stops containerd (which reaps whatever is left), removes the cgroup root
-// and the work dir. It runs on its own deadline, so it also cleans up after
-// SIGINT.
+// teardownRealm is teardown of the realm's namespace, then its cgroup tree.
+func (e *env) teardownRealm(ctx context.Context, realm string) error {
+	return errors.Join(e.teardown(ctx, e.namespace(realm)), testenv.RemoveCgroupTree(path.Join(e.cgroupRoot, realm)))
+}
+
+// close stops the daemons, removes podman pods, deletes our namespaces
+// with their containers, stops containerd (which reaps whatever is left),
+// removes the cgroup root, the empty runc state directories of our
+// namespaces and the work dir. It runs on its own deadline, so it also
+// cleans up after SIGINT.
 func (e *env) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	var errs []error
 	for _, d := range e.daemons {
-		if err := d.stop(); err != nil {
-			e.logf("cleanup: %v", err)
-		}
+		errs = append(errs, d.stop())
 	}
 	if e.podman != nil {
-		e.podman.cleanup(ctx)
+		errs = append(errs, e.podman.cleanup(ctx))
 	}
 	if e.starts != nil {
 		e.starts.stop()
 	}
-	if e.client != nil && e.ctd != nil && e.ctd.Running() {
-		nss, _ := e.client.ListNamespaces(ctx)
+	if e.client != nil && e.ctd.Running() {
+		nss, err := e.client.ListNamespaces(ctx)
+		errs = append(errs, err)
 		for _, ns := range nss {
-			cs, _ := e.client.ListContainers(ctx, ns)
-			_ = parallel(len(cs), 4, func(i int) error { return e.client.DeleteContainer(ctx, ns, cs[i].ID, 0) })
+			if strings.HasSuffix(ns, "."+e.nsSuffix) {
+				errs = append(errs, e.teardown(ctx, ns))
+			}
 		}
-	}
-	if e.raw != nil {
-		e.raw.Close()
 	}
 	if e.client != nil {
-		e.client.Close()
+		errs = append(errs, e.client.Close())
 	}
 	if e.ctd != nil {
-		if err := e.ctd.Stop(); err != nil {
-			e.logf("cleanup: %v", err)
-		}
+		errs = append(errs, e.ctd.Stop())
 	}
-	if e.cgroupRoot != "" {
-		if err := testenv.RemoveCgroupTree(e.cgroupRoot); err != nil {
-			e.logf("cleanup: cgroup root %s: %v", e.cgroupRoot, err)
-		}
+	if e.id != "" {
+		errs = append(errs, testenv.RemoveCgroupTree(e.cgroupRoot), testenv.RemoveEmptyRuncDirs("."+e.nsSuffix))
 	}
-	if err := os.RemoveAll(e.dir); err != nil {
+	if e.dir != "" {
+		errs = append(errs, os.RemoveAll(e.dir))
+	}
+	if err := errors.Join(errs...); err != nil {
 		e.logf("cleanup: %v", err)
 	}
 }
 
 // hostInfo describes the machine; versions it cannot read stay empty.
 func (e *env) hostInfo(ctx context.Context, h *Host) {
-	if e == nil {
+	if !e.upDone {
 		return
 	}
 	h.CgroupMount = e.mount
@@ -248,7 +234,8 @@ func (e *env) hostInfo(ctx context.Context, h *Host) {
 		}
 	}
 	if out, err := exec.CommandContext(ctx, "runc", "--version").Output(); err == nil {
-		h.Runc = strings.TrimPrefix(firstLine(string(out)), "runc version ")
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		h.Runc = strings.TrimPrefix(line, "runc version ")
 	}
 	if e.podman != nil {
 		h.Podman = e.podman.version
@@ -261,9 +248,4 @@ func baseHost() Host {
 		h.Kernel = strings.TrimSpace(string(b))
 	}
 	return h
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
-	return line
 }

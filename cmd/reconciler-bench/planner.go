@@ -19,29 +19,27 @@ import (
 	"github.com/kukeon/reconciler/pkg/manifest"
 )
 
-// plannerScale measures planning files × perFile cells from a directory
-// against a converged in-memory runtime of the same size: the planner
-// alone, no containerd. dir is a scratch directory it may fill.
-func plannerScale(ctx context.Context, dir string, files, perFile, runs int, logf func(string, ...any)) Scenario {
-	cells := files * perFile
-	sc := Scenario{
-		Name:    fmt.Sprintf("planner-scale-%d", cells),
-		Title:   fmt.Sprintf("planner, %d cells in %d files", cells, files),
-		Unit:    "ms",
-		Target:  "none set (report)",
-		Verdict: VerdictNone,
-	}
+// plannerScale measures planning n cells from a directory against a
+// converged in-memory runtime of the same size: the planner alone, no
+// containerd (e is only its log).
+func (e *env) plannerScale(ctx context.Context, sc *Scenario, n int, p params) error {
 	sc.note("reconciler = Reconciler.Plan (what --once --dry-run runs): load the directory with a fresh loader, build the tree, read the inventory, observe the fake runtime and cgroup tree, plan; the fake was converged by one pass first, so the plan is all unchanged")
 	sc.note("yaml-decode = reading every file and decoding each document into a generic map with yaml.v3: the floor of any tool that reads this directory")
-	state := filepath.Join(dir, "state")
-	dir = filepath.Join(dir, "manifests")
-	if err := plannerTree(dir, files, perFile); err != nil {
-		sc.fail(err)
-		return sc
+	scratch, err := os.MkdirTemp("", "rbench-plan-")
+	if err != nil {
+		return fmt.Errorf("scratch dir: %w", err)
+	}
+	defer func() {
+		if err := os.RemoveAll(scratch); err != nil {
+			e.logf("cleanup: %v", err)
+		}
+	}()
+	dir, state := filepath.Join(scratch, "manifests"), filepath.Join(scratch, "state")
+	if err := plannerTree(dir, n); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(state, 0o755); err != nil {
-		sc.fail(fmt.Errorf("state dir: %w", err))
-		return sc
+		return fmt.Errorf("state dir: %w", err)
 	}
 	rt := ctrfake.NewRuntime(ctrfake.WithImages(image))
 	cg := ctrfake.NewCgroups("cpu", "io", "memory", "pids")
@@ -50,33 +48,30 @@ func plannerScale(ctx context.Context, dir string, files, perFile, runs int, log
 		Runtime: rt, Cgroups: cg, Loader: manifest.NewLoader(manifest.Options{}),
 		Opts: controller.Options{Manifests: []string{dir}, StateDir: state, Hierarchy: hopts, Prune: true, Workers: coldParallelism},
 	}
-	logf("%s: converging the fake runtime", sc.Name)
+	e.logf("%s: converging the fake runtime", sc.Name)
 	start := time.Now()
 	if pr := rc.Pass(ctx); !pr.OK() {
-		sc.fail(fmt.Errorf("converge the fake: %v", pr.Errors()))
-		return sc
+		return fmt.Errorf("converge the fake: %v", pr.Errors())
 	}
 	convergeMs := ms(time.Since(start))
 
 	var total, decode []float64
 	begun := time.Now()
-	for r := range runs {
+	for r := range p.runs {
 		if r > 0 && time.Since(begun) > plannerBudget {
-			sc.note("stopped after %d of %d runs: the runs took over %s", r, runs, plannerBudget)
+			sc.note("stopped after %d of %d runs: the runs took over %s", r, p.runs, plannerBudget)
 			break
 		}
-		logf("%s run %d/%d", sc.Name, r+1, runs)
+		e.logf("%s run %d/%d", sc.Name, r+1, p.runs)
 		rc.Loader = manifest.NewLoader(manifest.Options{})
 		start := time.Now()
 		pr := rc.Plan(ctx)
 		total = append(total, ms(time.Since(start)))
 		if pr.Err != nil {
-			sc.fail(pr.Err)
-			return sc
+			return pr.Err
 		}
-		if got := len(pr.Tree.Cells()); got != cells {
-			sc.fail(fmt.Errorf("plan saw %d cells, want %d", got, cells))
-			return sc
+		if got := len(pr.Tree.Cells()); got != n {
+			return fmt.Errorf("plan saw %d cells, want %d", got, n)
 		}
 		if pr.Plan.HasChanges() {
 			sc.note("run %d: the plan of a converged fake has changes: %v", r+1, pr.Plan.Counts())
@@ -84,31 +79,25 @@ func plannerScale(ctx context.Context, dir string, files, perFile, runs int, log
 		t := time.Now()
 		docs, err := decodeAll(dir)
 		if err != nil {
-			sc.fail(err)
-			return sc
+			return err
 		}
-		if want := files*(perFile+1) + 2; docs != want {
-			sc.fail(fmt.Errorf("yaml-decode read %d documents, want %d", docs, want))
-			return sc
+		if want := n + n/plannerPerFile + 2; docs != want {
+			return fmt.Errorf("yaml-decode read %d documents, want %d", docs, want)
 		}
 		decode = append(decode, ms(time.Since(t)))
 		if r == 0 {
 			steps, err := planSteps(ctx, dir, state, hopts, rt, cg)
 			if err != nil {
-				sc.fail(err)
-				return sc
+				return err
 			}
 			sc.Counters = steps
 		}
 	}
-	rec := summarize(total)
-	sc.Reconciler = &rec
-	sc.Baselines = map[string]Stats{"yaml-decode": summarize(decode)}
-	sc.setRatios()
+	sc.measured(total, map[string][]float64{"yaml-decode": decode})
 	sc.Counters["convergeFakeMs"] = round(convergeMs)
-	sc.Counters["cells"] = float64(cells)
+	sc.Counters["cells"] = float64(n)
 	sc.note("counters: the steps of one plan timed one by one (first run), and convergeFakeMs = the one full pass that converged the fake (plan, apply in memory, status)")
-	return sc
+	return nil
 }
 
 // plannerBudget bounds the timed runs of the planner scenario: once they
@@ -140,21 +129,18 @@ func planSteps(ctx context.Context, dir, state string, hopts hierarchy.Options, 
 	return map[string]float64{"loadMs": round(load), "buildMs": round(build), "observeMs": round(observe), "computePlanMs": round(plan)}, nil
 }
 
-// decodeAll reads every *.yaml file under dir (skipping dot names) and
-// decodes each document into a generic map; it returns the documents.
+// decodeAll reads every *.yaml file under dir (skipping what the loader
+// skips) and decodes each document into a generic map; it returns the
+// number of documents.
 func decodeAll(dir string) (int, error) {
 	docs := 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
-		}
-		if strings.HasPrefix(d.Name(), ".") && p != dir {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() || !strings.HasSuffix(p, ".yaml") {
+		case p != dir && manifest.Skipped(d.Name()) && d.IsDir():
+			return filepath.SkipDir
+		case p != dir && manifest.Skipped(d.Name()), d.IsDir(), !strings.HasSuffix(p, ".yaml"):
 			return nil
 		}
 		f, err := os.Open(p)
@@ -162,15 +148,13 @@ func decodeAll(dir string) (int, error) {
 			return err
 		}
 		defer f.Close()
-		dec := yaml.NewDecoder(f)
-		for {
+		for dec := yaml.NewDecoder(f); ; docs++ {
 			var m map[string]any
 			if err := dec.Decode(&m); errors.Is(err, io.EOF) {
 				return nil
 			} else if err != nil {
 				return fmt.Errorf("decode %s: %w", p, err)
 			}
-			docs++
 		}
 	})
 	if err != nil {

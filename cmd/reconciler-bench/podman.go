@@ -3,8 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -24,15 +23,16 @@ type podman struct {
 	version string
 	global  []string // flags before the subcommand
 	env     []string
+	dir     string // for pod files
 	prefix  string // pod names are <prefix>-<i>
 	created map[string]bool
 	// loaded is true when the image was not there before and we loaded it.
 	loaded bool
 }
 
-// setupPodman finds (or, with install, apt-get installs) podman and makes
+// findPodman finds (or, with install, apt-get installs) podman and makes
 // it runnable here. It returns nil and a note when the baseline is skipped.
-func setupPodman(ctx context.Context, e *env, install bool) (*podman, []string, error) {
+func findPodman(ctx context.Context, e *env, install bool) (*podman, []string, error) {
 	var notes []string
 	bin, err := exec.LookPath("podman")
 	if err != nil {
@@ -50,12 +50,7 @@ func setupPodman(ctx context.Context, e *env, install bool) (*podman, []string, 
 			return nil, nil, fmt.Errorf("podman not on PATH after apt-get install: %w", err)
 		}
 	}
-	p := &podman{bin: bin, created: map[string]bool{}, env: os.Environ()}
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		return nil, nil, fmt.Errorf("pod names: %w", err)
-	}
-	p.prefix = "kukeon-bench-" + hex.EncodeToString(b)
+	p := &podman{bin: bin, created: map[string]bool{}, env: os.Environ(), dir: e.dir, prefix: "kukeon-bench-" + e.id}
 
 	// Without systemd as init podman's default cgroup manager and event
 	// logger (systemd, journald) do not work; cgroupfs puts pods under
@@ -119,16 +114,10 @@ func withDefaultUlimits(conf string) (string, bool) {
 	return conf + "[containers]\ndefault_ulimits = []\n", true
 }
 
-func (p *podman) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, p.bin, append(append([]string{}, p.global...), args...)...)
-	cmd.Env = p.env
-	return cmd
-}
-
 func (p *podman) output(ctx context.Context, args ...string) (string, error) {
 	var stderr bytes.Buffer
-	cmd := p.command(ctx, args...)
-	cmd.Stderr = &stderr
+	cmd := exec.CommandContext(ctx, p.bin, append(append([]string{}, p.global...), args...)...)
+	cmd.Env, cmd.Stderr = p.env, &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, tail(stderr.Bytes(), 10))
@@ -178,9 +167,13 @@ spec:
 	return os.WriteFile(file, []byte(b.String()), 0o644)
 }
 
-// play runs `podman kube play --network none file` for pods [0, n) and
+// coldPlay runs `podman kube play --network none` of pods [0, n) and
 // returns its wall time: kube play returns once every pod is started.
-func (p *podman) play(ctx context.Context, file string, n int) (time.Duration, error) {
+func (p *podman) coldPlay(ctx context.Context, _ string, n int) (time.Duration, error) {
+	file := filepath.Join(p.dir, fmt.Sprintf("pods-%d.yaml", n))
+	if err := p.writePods(file, n); err != nil {
+		return 0, fmt.Errorf("pod file: %w", err)
+	}
 	for i := range n {
 		p.created[p.podName(i)] = true
 	}
@@ -191,8 +184,8 @@ func (p *podman) play(ctx context.Context, file string, n int) (time.Duration, e
 	return time.Since(start), nil
 }
 
-// remove deletes pods [0, n) by name, untimed.
-func (p *podman) remove(ctx context.Context, n int) error {
+// coldRemove deletes pods [0, n) by name, untimed.
+func (p *podman) coldRemove(ctx context.Context, _ string, n int) error {
 	names := make([]string, n)
 	for i := range n {
 		names[i] = p.podName(i)
@@ -213,24 +206,18 @@ func (p *podman) rm(ctx context.Context, names []string) error {
 }
 
 // cleanup removes every pod we created and the image if we loaded it.
-func (p *podman) cleanup(ctx context.Context) {
+func (p *podman) cleanup(ctx context.Context) error {
 	var names []string
 	for n := range p.created {
 		names = append(names, n)
 	}
+	var errs []error
 	if len(names) > 0 {
-		_ = p.rm(ctx, names)
+		errs = append(errs, p.rm(ctx, names))
 	}
 	if p.loaded {
-		_, _ = p.output(ctx, "rmi", "--ignore", image)
+		_, err := p.output(ctx, "rmi", "--ignore", image)
+		errs = append(errs, err)
 	}
-}
-
-// tail returns the last n lines of b.
-func tail(b []byte, n int) string {
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return errors.Join(errs...)
 }

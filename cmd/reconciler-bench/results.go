@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -84,8 +84,7 @@ func summarize(xs []float64) Stats {
 	if len(xs) == 0 {
 		return Stats{}
 	}
-	s := slices.Clone(xs)
-	sort.Float64s(s)
+	s := slices.Sorted(slices.Values(xs))
 	med := s[len(s)/2]
 	if len(s)%2 == 0 {
 		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
@@ -98,19 +97,29 @@ func round(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 func ms(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e6 }
 
-// setRatios fills Ratios from the reconciler's and baselines' medians.
-func (s *Scenario) setRatios() {
-	if s.Reconciler == nil || s.Reconciler.Runs == 0 {
-		return
+// measured records the summaries of the reconciler's and each baseline's
+// measurements (those without any are left out) and the ratios of their
+// medians.
+func (s *Scenario) measured(rec []float64, baselines map[string][]float64) {
+	if len(rec) > 0 {
+		r := summarize(rec)
+		s.Reconciler = &r
 	}
-	for name, b := range s.Baselines {
-		if b.Runs == 0 || b.Median == 0 {
+	for name, xs := range baselines {
+		if len(xs) == 0 {
 			continue
 		}
-		if s.Ratios == nil {
-			s.Ratios = map[string]float64{}
+		if s.Baselines == nil {
+			s.Baselines = map[string]Stats{}
 		}
-		s.Ratios[name] = round(s.Reconciler.Median / b.Median)
+		b := summarize(xs)
+		s.Baselines[name] = b
+		if s.Reconciler != nil && b.Median != 0 {
+			if s.Ratios == nil {
+				s.Ratios = map[string]float64{}
+			}
+			s.Ratios[name] = round(s.Reconciler.Median / b.Median)
+		}
 	}
 }
 
@@ -228,7 +237,7 @@ func (r *Results) rows() []row {
 		if s.Error != "" && rec == "-" {
 			rec = "FAILED"
 		}
-		names := sortedKeys(s.Baselines)
+		names := slices.Sorted(maps.Keys(s.Baselines))
 		if len(names) == 0 {
 			names = []string{""}
 		}
@@ -297,7 +306,7 @@ func (r *Results) PrintTable(w io.Writer) {
 		fmt.Fprintf(w, "\n%s (%s):\n", s.Title, s.Name)
 		if len(s.Counters) > 0 {
 			var parts []string
-			for _, k := range sortedKeys(s.Counters) {
+			for _, k := range slices.Sorted(maps.Keys(s.Counters)) {
 				parts = append(parts, fmt.Sprintf("%s=%s", k, fmtNum(s.Counters[k])))
 			}
 			fmt.Fprintf(w, "  counters: %s\n", strings.Join(parts, " "))
@@ -318,13 +327,4 @@ func (r *Results) PrintMarkdown(w io.Writer) {
 	for _, rw := range r.rows() {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", rw.scenario, rw.unit, rw.reconciler, rw.baseline, rw.figure, rw.ratio, rw.target, rw.verdict)
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -30,7 +30,7 @@ type taskStart struct {
 }
 
 // watchStarts subscribes to task starts in every namespace until stop.
-func watchStarts(cc *client.Client) (*startWatcher, error) {
+func watchStarts(cc *client.Client) *startWatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &startWatcher{cancel: cancel, done: make(chan struct{}), changed: make(chan struct{})}
 	envs, errs := cc.Subscribe(ctx, `topic=="/tasks/start"`)
@@ -41,35 +41,38 @@ func watchStarts(cc *client.Client) (*startWatcher, error) {
 			case <-ctx.Done():
 				return
 			case err := <-errs:
-				w.mu.Lock()
 				if ctx.Err() == nil {
-					w.err = fmt.Errorf("containerd event stream: %w", err)
+					w.record(nil, fmt.Errorf("containerd event stream: %w", err))
 				}
-				close(w.changed)
-				w.changed = make(chan struct{})
-				w.mu.Unlock()
 				return
 			case env, ok := <-envs:
 				if !ok {
 					return
 				}
-				v, err := typeurl.UnmarshalAny(env.Event)
-				if err != nil {
-					continue
+				if v, err := typeurl.UnmarshalAny(env.Event); err == nil {
+					if e, ok := v.(*apievents.TaskStart); ok {
+						w.record(&taskStart{Namespace: env.Namespace, ContainerID: e.ContainerID, At: env.Timestamp}, nil)
+					}
 				}
-				e, ok := v.(*apievents.TaskStart)
-				if !ok {
-					continue
-				}
-				w.mu.Lock()
-				w.starts = append(w.starts, taskStart{Namespace: env.Namespace, ContainerID: e.ContainerID, At: env.Timestamp})
-				close(w.changed)
-				w.changed = make(chan struct{})
-				w.mu.Unlock()
 			}
 		}
 	}()
-	return w, nil
+	return w
+}
+
+// record adds a start, or the error that broke the stream, and wakes the
+// waiters.
+func (w *startWatcher) record(s *taskStart, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if s != nil {
+		w.starts = append(w.starts, *s)
+	}
+	if err != nil {
+		w.err = err
+	}
+	close(w.changed)
+	w.changed = make(chan struct{})
 }
 
 func (w *startWatcher) stop() {
@@ -116,32 +119,4 @@ func (w *startWatcher) since(ns string, t time.Time) []taskStart {
 		}
 	}
 	return out
-}
-
-// parallel runs fn(0..n-1) with at most p at a time and returns the first
-// error.
-func parallel(n, p int, fn func(i int) error) error {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		sem   = make(chan struct{}, max(p, 1))
-	)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := fn(i); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }
