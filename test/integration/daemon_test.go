@@ -95,7 +95,7 @@ func TestDaemonFollowsManifestDir(t *testing.T) {
 		equalExcept(t, alphaTasks, after, a)
 		alphaTasks = after
 		got := actionLines(d.since(mark))
-		want := []string{"updated " + hierarchy.CellKey("lab", "web", "blog", "alpha") + " updated: container a recreated (env)"}
+		want := []string{"updated " + hierarchy.CellKey("lab", "web", "blog", "alpha") + " updated: container a recreated (env REV=1 → REV=2)"}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("actions after the save (-want +got):\n%s", diff)
 		}
