@@ -105,6 +105,14 @@ func NewHost(t testing.TB, binary string, opts HostOptions) *Host {
 	return h
 }
 
+// For returns a copy of the host that reports to t, for use inside a
+// subtest: a failure there must end the subtest, not its parent.
+func (h *Host) For(t testing.TB) *Host {
+	c := *h
+	c.T = t
+	return &c
+}
+
 // unmountRetry unmounts dir, retrying while it is busy; at the deadline it
 // detaches it lazily and reports that it had to.
 func unmountRetry(dir string, timeout time.Duration) error {

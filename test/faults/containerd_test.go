@@ -17,9 +17,9 @@ import (
 const readyWithin = time.Second
 
 // TestContainerdKilledMidPass: containerd SIGKILLed in the middle of a pass
-// (of --once, then of the daemon) and started again loses nothing; the next
+// (of the daemon, then of --once) and started again loses nothing; the next
 // pass converges. The daemon's /readyz says 503 within a second of the kill,
-// in a pass or idle, and 200 again once containerd is back.
+// idle or in a pass, and 200 again once containerd is back.
 func TestContainerdKilledMidPass(t *testing.T) {
 	h := newHost(t, testenv.HostOptions{})
 	batch := func(prefix string) []cell {
@@ -29,15 +29,53 @@ func TestContainerdKilledMidPass(t *testing.T) {
 		}
 		return out
 	}
-	cl := h.client()
 	ns := h.Namespace("lab")
+	// count dials afresh: containerd restarts between the calls.
+	count := func(h *host) int {
+		cl := h.client()
+		defer cl.Close()
+		return h.ours(cl, ns)
+	}
+
+	t.Run("the daemon turns unready at once, idle or mid-pass, and converges after the restart", func(t *testing.T) {
+		h := h.in(t)
+		h.declareCells(batch("a")...)
+		converge(t, h)
+		d := h.StartDaemon()
+		waitReady(t, d, 200)
+
+		// Idle: the daemon has converged and no pass runs.
+		h.killContainerd(t)
+		expectUnready(t, d, "containerd killed while the daemon is idle")
+		restarted := h.restartContainerd(t)
+		waitReady(t, d, 200)
+		h.waitPassOK(t, restarted)
+
+		h.declareCells(batch("b")...)
+		before := count(h)
+		testenv.WaitFor(t, "the daemon's pass has created 2 containers", deadline, 10*time.Millisecond, func() (bool, string) {
+			n := count(h)
+			return n >= before+2, fmt.Sprintf("%d containers, %d before the edit", n, before)
+		})
+		h.killContainerd(t)
+		expectUnready(t, d, "containerd killed mid-pass")
+		restarted = h.restartContainerd(t)
+		waitReady(t, d, 200)
+		h.waitPassOK(t, restarted)
+		if _, err := d.Stop(); err != nil {
+			t.Errorf("stop daemon: %v", err)
+		}
+		checkInvariant(t, h)
+	})
 
 	t.Run("a --once pass fails and the next converges", func(t *testing.T) {
-		h.declareCells(batch("a")...)
+		h := h.in(t)
+		h.declareCells(batch("c")...)
+		before := count(h)
 		p := h.Start("--once")
 		testenv.WaitFor(t, "the pass has created 4 containers", deadline, 10*time.Millisecond, func() (bool, string) {
-			n := h.ours(cl, ns)
-			return n >= 4 || !p.Running(), fmt.Sprintf("%d containers", n)
+			n := count(h)
+			return n >= before+4 || !p.Running(), fmt.Sprintf("%d containers, %d before", n, before)
 		})
 		h.killContainerd(t)
 		code, err := p.Wait(2 * deadline)
@@ -47,33 +85,6 @@ func TestContainerdKilledMidPass(t *testing.T) {
 		}
 		h.restartContainerd(t)
 		converge(t, h)
-	})
-
-	t.Run("the daemon turns unready at once and converges after the restart", func(t *testing.T) {
-		d := h.StartDaemon()
-		waitReady(t, d, 200)
-		h.declareCells(batch("b")...)
-		before := h.ours(cl, ns)
-		testenv.WaitFor(t, "the daemon's pass has created 2 containers", deadline, 10*time.Millisecond, func() (bool, string) {
-			n := h.ours(cl, ns)
-			return n >= before+2, fmt.Sprintf("%d containers, %d before the edit", n, before)
-		})
-		h.killContainerd(t)
-		expectUnready(t, d, "containerd killed mid-pass")
-		restarted := h.restartContainerd(t)
-		waitReady(t, d, 200)
-		h.waitPassOK(t, restarted)
-
-		// Idle: no pass runs when containerd dies.
-		h.killContainerd(t)
-		expectUnready(t, d, "containerd killed while the daemon is idle")
-		restarted = h.restartContainerd(t)
-		waitReady(t, d, 200)
-		h.waitPassOK(t, restarted)
-		if _, err := d.Stop(); err != nil {
-			t.Errorf("stop daemon: %v", err)
-		}
-		checkInvariant(t, h)
 	})
 }
 

@@ -39,6 +39,7 @@ func TestDaemonKilledAtRandomPoints(t *testing.T) {
 	all := 2 * (len(cells) + 1) // a root and app per cell, keeper included
 
 	t.Run("killed during the converge", func(t *testing.T) {
+		h := h.in(t)
 		for i, target := range killPoints(rng, 2, all) {
 			if !h.killWhen(t, rng, i, fmt.Sprintf("%d of %d containers exist", target, all),
 				func(n int) bool { return n >= target }) {
@@ -49,6 +50,7 @@ func TestDaemonKilledAtRandomPoints(t *testing.T) {
 	})
 
 	t.Run("killed during the prune", func(t *testing.T) {
+		h := h.in(t)
 		for _, c := range cells {
 			h.undeclare(c.name + ".yaml")
 		}
@@ -82,6 +84,7 @@ func (h *host) killWhen(t *testing.T, rng *rand.Rand, round int, what string, re
 	t.Helper()
 	d := h.Start("--log-format", "json")
 	cl := h.client()
+	defer cl.Close()
 	ns := h.Namespace("lab")
 	end := time.Now().Add(deadline)
 	n := h.ours(cl, ns)

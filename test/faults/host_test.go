@@ -141,19 +141,29 @@ type foreign struct {
 	updatedAt time.Time
 }
 
-// host is a testenv.Host plus the model of what its manifests declare
-// (file → decl), kept by the test as it writes them, and a raw containerd
-// client to observe the host with.
+// host is a testenv.Host plus the model of what its manifests declare,
+// kept by the test as it writes them.
 type host struct {
 	*testenv.Host
-	t       *testing.T
+	t *testing.T
+	*world
+}
+
+// world is what the test put on the host: the manifest files with what
+// each declares, and the foreign containers it planted.
+type world struct {
 	files   map[string]decl
 	foreign []foreign
 }
 
 func newHost(t *testing.T, opts testenv.HostOptions) *host {
 	t.Helper()
-	return &host{Host: testenv.NewHost(t, binary, opts), t: t, files: map[string]decl{}}
+	return &host{Host: testenv.NewHost(t, binary, opts), t: t, world: &world{files: map[string]decl{}}}
+}
+
+// in returns the host reporting to t, for use inside a subtest.
+func (h *host) in(t *testing.T) *host {
+	return &host{Host: h.Host.For(t), t: t, world: h.world}
 }
 
 // path is the absolute path of a manifest file.
@@ -274,15 +284,14 @@ func (h *host) model() model {
 	return m
 }
 
-// client connects to the host's containerd; a cleanup closes it. A fresh
-// client per use survives containerd restarts.
+// client connects to the host's containerd; the caller closes it. Dial
+// again after containerd restarts.
 func (h *host) client() *containerd.Client {
 	h.t.Helper()
 	cl, err := containerd.New(h.Containerd.Address, containerd.WithTimeout(5*time.Second))
 	if err != nil {
 		h.t.Fatalf("connect containerd: %v", err)
 	}
-	h.t.Cleanup(func() { cl.Close() })
 	return cl
 }
 
@@ -345,6 +354,7 @@ func (h *host) containersIn(cl *containerd.Client, ns string) map[string]observe
 func (h *host) tasks() map[string]string {
 	h.t.Helper()
 	cl := h.client()
+	defer cl.Close()
 	out := map[string]string{}
 	for _, ns := range h.namespaces(cl) {
 		for id, o := range h.containersIn(cl, ns) {
@@ -378,6 +388,7 @@ func (h *host) ours(cl *containerd.Client, ns string) int {
 func (h *host) plantForeign(ns, id string, c cell) {
 	h.t.Helper()
 	cl := h.client()
+	defer cl.Close()
 	ctx, cancel := nsContext(ns)
 	defer cancel()
 	labels := map[string]string{labelRealm: c.realm, labelSpace: c.space, labelStack: c.stack, labelCell: c.name}

@@ -41,6 +41,7 @@ func checkInvariant(t *testing.T, h *host) {
 	t.Helper()
 	m := h.model()
 	cl := h.client()
+	defer cl.Close()
 	nss := h.namespaces(cl)
 	checkContainers(t, h, cl, m, nss)
 	checkInventory(t, h, m)

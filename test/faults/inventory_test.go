@@ -31,6 +31,7 @@ func TestInventoryFaults(t *testing.T) {
 		}
 		for _, v := range variants {
 			t.Run(v.name, func(t *testing.T) {
+				h := h.in(t)
 				// f2 runs, then its manifest goes: a prune is pending
 				// when the pass meets the broken inventory.
 				h.declareCells(f2)

@@ -27,14 +27,14 @@ func TestStateDirUnwritable(t *testing.T) {
 	converge(t, h)
 
 	faults := []struct {
-		name        string
-		break_, fix func(t *testing.T)
-		prune, add  string
+		name           string
+		inject, repair func(t *testing.T)
+		prune, add     string
 	}{
 		{
 			name: "full", prune: "prune1", add: "new1",
-			break_: func(t *testing.T) { fillDir(t, h.State) },
-			fix: func(t *testing.T) {
+			inject: func(t *testing.T) { fillDir(t, h.State) },
+			repair: func(t *testing.T) {
 				if err := os.Remove(filepath.Join(h.State, "filler")); err != nil {
 					t.Fatal(err)
 				}
@@ -42,12 +42,12 @@ func TestStateDirUnwritable(t *testing.T) {
 		},
 		{
 			name: "read-only", prune: "prune2", add: "new2",
-			break_: func(t *testing.T) {
+			inject: func(t *testing.T) {
 				if err := h.SetStateReadOnly(true); err != nil {
 					t.Fatal(err)
 				}
 			},
-			fix: func(t *testing.T) {
+			repair: func(t *testing.T) {
 				if err := h.SetStateReadOnly(false); err != nil {
 					t.Fatal(err)
 				}
@@ -56,12 +56,13 @@ func TestStateDirUnwritable(t *testing.T) {
 	}
 	for i, f := range faults {
 		t.Run("state dir "+f.name, func(t *testing.T) {
+			h := h.in(t)
 			before := h.tasks()
-			f.break_(t)
+			f.inject(t)
 			fixed := false
 			defer func() {
 				if !fixed {
-					f.fix(t)
+					f.repair(t)
 				}
 			}()
 			rec.env = fmt.Sprintf("REV=%d", i+2)
@@ -85,7 +86,7 @@ func TestStateDirUnwritable(t *testing.T) {
 			})
 			expectUnchanged(t, h, before, "the daemon at the state dir "+f.name)
 
-			f.fix(t)
+			f.repair(t)
 			fixed = true
 			if ok, why := testenv.Eventually(deadline, 100*time.Millisecond, func() (bool, string) {
 				code, body := d.Get("/readyz")
