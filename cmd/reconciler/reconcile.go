@@ -144,6 +144,10 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if lerr != nil {
 			return exitWith(1, lerr)
 		}
+		if lock.WriteErr != nil {
+			// Held all the same; the pass reports the state dir.
+			fmt.Fprintf(stderr, "reconciler: warning: %v (the lock is held; the state dir is not writable)\n", lock.WriteErr)
+		}
 		// err is runReconcile's result.
 		defer func() {
 			uerr := lock.Unlock()

@@ -122,6 +122,7 @@ func (inv *Inventory) Save(path string, force bool) error {
 		return err
 	}
 	inv.saved = b
+	inv.Missing = false
 	return nil
 }
 

@@ -393,7 +393,7 @@ func (rc *Reconciler) pass(ctx context.Context, scope PassScope) *PassResult {
 		Workers: rc.workers(), Credentials: creds,
 		SaveInventory: func(inv *Inventory, force bool) error { return inv.Save(rc.inventoryPath(), force) },
 	}
-	if pr.Plan.HasChanges() || needsRecord(pr.Plan, inv) {
+	if pr.Plan.HasChanges() || needsRecord(pr.Plan, inv) || inv.Missing {
 		pr.Outcomes, err = ex.Apply(ctx, pr.Plan, inv)
 		if err != nil {
 			pr.StateErr = err

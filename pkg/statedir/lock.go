@@ -77,7 +77,11 @@ func (e *LockedError) Unwrap() []error {
 // reachable while the lock is to be held: its file is closed, and the lock
 // released, when it is garbage collected.
 type Held struct {
-	f *os.File
+	f        *os.File
+	writable bool
+	// WriteErr is set when the lock is held but its holder could not be
+	// written into the lock file (a full or read-only state dir).
+	WriteErr error
 }
 
 // Lock takes the exclusive lock on dir, creating dir (0700) and its lock
@@ -97,7 +101,15 @@ func Lock(ctx context.Context, dir string, holder string, wait time.Duration) (*
 	// Hazard: the file is never removed or replaced, by Unlock or anyone: a
 	// taker that opened the old file would lock an inode nobody else sees.
 	// os.OpenFile sets O_CLOEXEC, so children never inherit the lock.
+	writable := true
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if errors.Is(err, unix.EROFS) {
+		// A read-only state dir must still exclude a second reconciler
+		// (which then fails loudly on the state, not on the lock):
+		// flock works on a read-only descriptor of the existing file.
+		writable = false
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
@@ -128,10 +140,15 @@ func Lock(ctx context.Context, dir string, holder string, wait time.Duration) (*
 		case <-t.C:
 		}
 	}
-	l := &Held{f: f}
+	l := &Held{f: f, writable: writable}
 	h := Holder{PID: os.Getpid(), Name: holder, Since: time.Now().UTC().Truncate(time.Second)}
-	if err := l.write(h); err != nil {
-		return nil, errors.Join(fmt.Errorf("write lock file %s: %w", path, err), l.Unlock())
+	if !writable {
+		l.WriteErr = fmt.Errorf("write lock file %s: %w", path, unix.EROFS)
+	} else if err := l.write(h); err != nil {
+		// The lock is held all the same; only its holder cannot be named
+		// (a full disk). The caller says so and goes on: the pass fails
+		// loudly on the state it cannot write.
+		l.WriteErr = fmt.Errorf("write lock file %s: %w", path, err)
 	}
 	return l, nil
 }
@@ -163,8 +180,10 @@ func (l *Held) Unlock() error {
 	f := l.f
 	l.f = nil
 	var errs []error
-	if err := f.Truncate(0); err != nil {
-		errs = append(errs, fmt.Errorf("empty lock file: %w", err))
+	if l.writable {
+		if err := f.Truncate(0); err != nil {
+			errs = append(errs, fmt.Errorf("empty lock file: %w", err))
+		}
 	}
 	if err := flock(f, unix.LOCK_UN); err != nil {
 		errs = append(errs, fmt.Errorf("unlock %s: %w", f.Name(), err))
