@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,9 +14,8 @@ import (
 	"github.com/kukeon/reconciler/pkg/ctr/ctrfake"
 	"github.com/kukeon/reconciler/pkg/hierarchy"
 	"github.com/kukeon/reconciler/pkg/manifest"
+	"github.com/kukeon/reconciler/pkg/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 const busybox = "docker.io/library/busybox:latest"
 
@@ -144,25 +142,10 @@ func render(p *Plan) string {
 	return b.String()
 }
 
+// golden compares a rendered plan with testdata/plans/<name>.golden.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", "plans", name+".golden")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("plan %s (-want +got):\n%s", name, diff)
-	}
+	testenv.Golden(t, filepath.Join("testdata", "plans", name+".golden"), got)
 }
 
 const labRealm = `kind: Realm

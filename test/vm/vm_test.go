@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kukeon/reconciler/pkg/testenv"
 )
 
 // vmTimeout bounds the whole VM run (boot, job, poweroff). The suite is
@@ -39,11 +41,7 @@ func TestPureCgroupV2(t *testing.T) {
 	}
 	env, missing := findHost()
 	if len(missing) > 0 {
-		msg := "pure cgroup v2 VM suite needs: " + strings.Join(missing, ", ")
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.SkipOrFail(t, "pure cgroup v2 VM suite needs: "+strings.Join(missing, ", "))
 	}
 	repo, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
