@@ -9,9 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -41,7 +46,147 @@ func TestRuntimeContractIntegration(t *testing.T) {
 		ForeignNamespace: e.foreignNamespace,
 		ForeignContainer: e.foreignContainer,
 		Kill:             killHook,
+		HandleSIGTERM:    waitSIGTERMHandler,
+		Down: func(t *testing.T) {
+			if err := e.cd.Kill(); err != nil {
+				t.Fatalf("kill containerd: %v", err)
+			}
+		},
+		Up: func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := e.cd.Restart(ctx); err != nil {
+				t.Fatalf("restart containerd: %v", err)
+			}
+		},
+		TagImage:   e.tagImage,
+		StoredSpec: e.storedSpec,
+		Cgroups: func(t *testing.T) (ctrtest.CgroupFS, string) {
+			cg, err := ctr.NewCgroups("")
+			if err != nil {
+				t.Fatalf("NewCgroups: %v", err)
+			}
+			return cg, testenv.CgroupRoot(t)
+		},
+		Mounted: func(t *testing.T, mountpoint, group string) bool {
+			st, err := os.Stat(filepath.Join(mountpoint, group, "cgroup.procs"))
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("stat %s: %v", group, err)
+			}
+			return err == nil && st.Mode().IsRegular()
+		},
 	})
+}
+
+// waitSIGTERMHandler waits until process pid is the shell of
+// ctrtest.TermSpec and catches SIGTERM (SigCgt in /proc/<pid>/status): only
+// then is a SIGTERM not dropped by the kernel, as it is for a container's
+// PID 1 without a handler. Hazard: runc's init, which execs the shell, is a
+// Go program that catches SIGTERM too; a signal it gets is lost.
+func waitSIGTERMHandler(t *testing.T, ns, id string, pid, code uint32) {
+	t.Helper()
+	var name, caught string
+	waitFor(t, 20*time.Second, func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			name = err.Error()
+			return false
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "Name:"); ok {
+				name = strings.TrimSpace(v)
+			}
+			if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+				caught = strings.TrimSpace(v)
+			}
+		}
+		mask, err := strconv.ParseUint(caught, 16, 64)
+		return name == "sh" && err == nil && mask&(1<<(uint(syscall.SIGTERM)-1)) != 0
+	}, func() string {
+		return fmt.Sprintf("container %s (pid %d) never became a shell catching SIGTERM: name %s, SigCgt %s", id, pid, name, caught)
+	})
+}
+
+// tagImage creates image ref in ns with the target of the present image
+// src, as `ctr images tag` does: nothing in the archive directory provides
+// ref.
+func (e *env) tagImage(t *testing.T, ns, src, ref string) {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), ns)
+	img, err := e.raw.ImageService().Get(ctx, ctr.NormalizeImage(src))
+	if err != nil {
+		t.Fatalf("tag image: %v", err)
+	}
+	if _, err := e.raw.ImageService().Create(ctx, images.Image{Name: ctr.NormalizeImage(ref), Target: img.Target}); err != nil {
+		t.Fatalf("tag image: %v", err)
+	}
+}
+
+// tmpfsSize parses a tmpfs size= value: bytes, or k, m, g suffixed.
+func tmpfsSize(v string) (int64, error) {
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(v, "k"):
+		mult = 1 << 10
+	case strings.HasSuffix(v, "m"):
+		mult = 1 << 20
+	case strings.HasSuffix(v, "g"):
+		mult = 1 << 30
+	}
+	n, err := strconv.ParseInt(strings.TrimRight(v, "kmg"), 10, 64)
+	return n * mult, err
+}
+
+// storedSpec reads the OCI spec containerd stored for container id back
+// into the fields the contract checks.
+func (e *env) storedSpec(t *testing.T, ns, id string) ctrtest.StoredSpec {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), ns)
+	c, err := e.raw.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatalf("load container %s: %v", id, err)
+	}
+	s, err := c.Spec(ctx)
+	if err != nil {
+		t.Fatalf("spec of %s: %v", id, err)
+	}
+	var out ctrtest.StoredSpec
+	if s.Process != nil {
+		out.Env = s.Process.Env
+	}
+	for _, m := range s.Mounts {
+		if m.Type != "bind" && m.Type != "tmpfs" {
+			continue
+		}
+		cm := ctr.Mount{Kind: m.Type, Target: m.Destination, ReadOnly: slices.Contains(m.Options, "ro")}
+		if m.Type == "bind" {
+			cm.Source = m.Source
+		}
+		for _, o := range m.Options {
+			if v, ok := strings.CutPrefix(o, "size="); ok {
+				if cm.SizeBytes, err = tmpfsSize(v); err != nil {
+					t.Fatalf("mount %s: option %s: %v", m.Destination, o, err)
+				}
+			}
+		}
+		out.Mounts = append(out.Mounts, cm)
+	}
+	if s.Linux != nil {
+		out.CgroupsPath = s.Linux.CgroupsPath
+		if r := s.Linux.Resources; r != nil {
+			if r.Memory != nil {
+				out.Resources.MemoryLimitBytes = r.Memory.Limit
+			}
+			if r.CPU != nil && r.CPU.Shares != nil {
+				shares := int64(*r.CPU.Shares)
+				out.Resources.CPUShares = &shares
+			}
+			if r.Pids != nil {
+				out.Resources.PidsLimit = r.Pids.Limit
+			}
+		}
+	}
+	return out
 }
 
 func TestCgroupContractIntegration(t *testing.T) {
