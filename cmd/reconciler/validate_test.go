@@ -11,9 +11,9 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden want.txt files of the validate tests")
+	"github.com/kukeon/reconciler/pkg/testenv"
+)
 
 // TestValidate runs "reconciler validate" on each case directory under
 // testdata/validate/<dir>. The case's files are copied into a temporary
@@ -147,20 +147,7 @@ func TestValidate(t *testing.T) {
 				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, tt.wantExit, stderr.String())
 			}
 
-			want := filepath.Join(golden, tt.dir, "want.txt")
-			if *update {
-				if err := os.WriteFile(want, stdout.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			wantOut, err := os.ReadFile(want)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if diff := cmp.Diff(string(wantOut), stdout.String()); diff != "" {
-				t.Errorf("stdout (-want +got):\n%s", diff)
-			}
+			testenv.Golden(t, filepath.Join(golden, tt.dir, "want.txt"), stdout.String())
 		})
 	}
 }

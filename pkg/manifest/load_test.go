@@ -1,19 +1,14 @@
 package manifest
 
 import (
-	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/kukeon/reconciler/pkg/apis/v1beta1"
+	"github.com/kukeon/reconciler/pkg/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files of testdata/cases")
 
 // report renders a Result the way the golden files hold it.
 func report(r *Result) string {
@@ -57,19 +52,7 @@ func TestGolden(t *testing.T) {
 		}
 		t.Run(filepath.Base(in), func(t *testing.T) {
 			got := report(Load([]string{in}, nil, Options{}))
-			golden := in + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update)", err)
-			}
-			if diff := cmp.Diff(string(want), got); diff != "" {
-				t.Errorf("report of %s (-want +got):\n%s", in, diff)
-			}
+			testenv.Golden(t, in+".golden", got)
 		})
 	}
 }

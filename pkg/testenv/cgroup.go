@@ -64,9 +64,10 @@ func cgroupMounts() ([]string, error) {
 // CgroupRoot returns a fresh cgroup path /kukeon-it-<8 hex> for the test and
 // registers a cleanup that removes it, with RemoveCgroupTree, from the unified
 // hierarchy and every v1 hierarchy runc created it in. The path is not created.
-// A cgroup still holding processes at cleanup is logged and kept: call
-// CgroupRoot before Start, since cleanups run last-in first-out and Stop is
-// what ends containers a test left running.
+// A cgroup that cannot be removed at cleanup (still holding processes: a
+// leak) is kept and fails the test. Call CgroupRoot before Start, since
+// cleanups run last-in first-out and Stop is what ends containers a test
+// left running.
 func CgroupRoot(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 4)
@@ -76,7 +77,7 @@ func CgroupRoot(t testing.TB) string {
 	root := "/kukeon-it-" + hex.EncodeToString(b)
 	t.Cleanup(func() {
 		if err := RemoveCgroupTree(root); err != nil {
-			t.Logf("cgroup root %s left behind: %v", root, err)
+			t.Errorf("cgroup root %s left behind: %v", root, err)
 		}
 	})
 	return root

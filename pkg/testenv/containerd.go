@@ -275,7 +275,10 @@ func (c *Containerd) Restart(ctx context.Context) error {
 // later steps run regardless.
 func (c *Containerd) Stop() error {
 	var errs []error
-	nss := c.namespaces()
+	nss, err := c.namespaces()
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if !c.signalAndWait(syscall.SIGTERM, stopTimeout) && !c.signalAndWait(syscall.SIGKILL, stopTimeout) {
 		errs = append(errs, fmt.Errorf("stop containerd %d: still running", c.PID))
 	}
@@ -303,20 +306,24 @@ func (c *Containerd) Stop() error {
 	return errors.Join(errs...)
 }
 
-// namespaces lists the daemon's namespaces, or nothing if it does not answer.
-func (c *Containerd) namespaces() []string {
+// namespaces lists the daemon's namespaces; nothing when it is not
+// running. A running daemon that does not answer is an error.
+func (c *Containerd) namespaces() ([]string, error) {
 	if !c.Running() {
-		return nil
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cl, err := client.New(c.Address, client.WithTimeout(time.Second))
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("list namespaces of containerd %d: %w", c.PID, err)
 	}
 	defer cl.Close()
-	nss, _ := cl.NamespaceService().List(ctx)
-	return nss
+	nss, err := cl.NamespaceService().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces of containerd %d: %w", c.PID, err)
+	}
+	return nss, nil
 }
 
 // logTail returns the last n lines of the daemon log.

@@ -32,9 +32,14 @@ type proc struct {
 	state     byte
 }
 
-// processes reads /proc. Processes that vanish while it reads are skipped.
-func processes() map[int]proc {
-	ents, _ := os.ReadDir("/proc")
+// processes reads /proc. Processes that vanish while it reads are skipped;
+// an unreadable /proc is an error, never an empty table (which would let
+// every leftover check pass).
+func processes() (map[int]proc, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("read process table: %w", err)
+	}
 	out := make(map[int]proc, len(ents))
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -46,7 +51,7 @@ func processes() map[int]proc {
 			out[pid] = p
 		}
 	}
-	return out
+	return out, nil
 }
 
 func readProc(pid int) (proc, bool) {
@@ -64,7 +69,10 @@ func readProc(pid int) (proc, bool) {
 	if len(fields) < 2 {
 		return proc{}, false
 	}
-	ppid, _ := strconv.Atoi(fields[1])
+	ppid, err := strconv.Atoi(fields[1])
+	if err != nil {
+		return proc{}, false
+	}
 	p := proc{pid: pid, ppid: ppid, state: fields[0][0]}
 	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil {
 		p.args = strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
@@ -94,8 +102,11 @@ func (c *Containerd) references(args []string) bool {
 
 // leftovers returns the processes that reference this instance and all
 // their descendants. The caller and pid 1 are never included.
-func (c *Containerd) leftovers() []int {
-	procs := processes()
+func (c *Containerd) leftovers() ([]int, error) {
+	procs, err := processes()
+	if err != nil {
+		return nil, err
+	}
 	children := map[int][]int{}
 	for _, p := range procs {
 		children[p.ppid] = append(children[p.ppid], p.pid)
@@ -125,7 +136,7 @@ func (c *Containerd) leftovers() []int {
 		pids = append(pids, pid)
 	}
 	sort.Ints(pids)
-	return pids
+	return pids, nil
 }
 
 // bundle is one task bundle in the state dir: what is needed to clean up a
@@ -137,12 +148,19 @@ type bundle struct {
 	shimSocket    string // a path under shimSocketDir, or ""
 }
 
-func (c *Containerd) bundles() []bundle {
+// bundles lists the task bundles in the state dir; none is no error.
+func (c *Containerd) bundles() ([]bundle, error) {
 	base := filepath.Join(c.State, "io.containerd.runtime.v2.task")
-	nss, _ := os.ReadDir(base)
+	nss, err := readDirIfExists(base)
+	if err != nil {
+		return nil, err
+	}
 	var out []bundle
 	for _, ns := range nss {
-		ids, _ := os.ReadDir(filepath.Join(base, ns.Name()))
+		ids, err := readDirIfExists(filepath.Join(base, ns.Name()))
+		if err != nil {
+			return nil, err
+		}
 		for _, id := range ids {
 			dir := filepath.Join(base, ns.Name(), id.Name())
 			b := bundle{namespace: ns.Name(), id: id.Name(), runc: "runc",
@@ -168,7 +186,16 @@ func (c *Containerd) bundles() []bundle {
 			out = append(out, b)
 		}
 	}
-	return out
+	return out, nil
+}
+
+// readDirIfExists is os.ReadDir with a missing dir read as empty.
+func readDirIfExists(dir string) ([]os.DirEntry, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", dir, err)
+	}
+	return ents, nil
 }
 
 // reapShims ends the shims of this instance and the containers under them,
@@ -177,7 +204,10 @@ func (c *Containerd) bundles() []bundle {
 // signalled.
 func (c *Containerd) reapShims() error {
 	var errs []error
-	pids := c.leftovers()
+	pids, err := c.leftovers()
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			errs = append(errs, fmt.Errorf("kill %d: %w", pid, err))
@@ -187,7 +217,11 @@ func (c *Containerd) reapShims() error {
 	// own children included), removes that cgroup and the runc state; a
 	// leftover state dir would make the next container with the same
 	// namespace and id fail to create.
-	for _, b := range c.bundles() {
+	bundles, err := c.bundles()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, b := range bundles {
 		state := filepath.Join(b.runcRoot, b.id)
 		if _, err := os.Stat(state); err == nil {
 			out, err := exec.Command(b.runc, "--root", b.runcRoot, "delete", "--force", b.id).CombinedOutput()

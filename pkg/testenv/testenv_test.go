@@ -139,7 +139,11 @@ func assertNothingLeft(t *testing.T, c *Containerd, pids ...int) {
 			t.Errorf("process %d still running", pid)
 		}
 	}
-	if left := c.leftovers(); len(left) > 0 {
+	left, err := c.leftovers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
 		t.Errorf("processes referencing %s still running: %v", c.Address, left)
 	}
 	ms, err := MountsUnder(c.Dir)
@@ -328,7 +332,10 @@ func TestStopEndsWhatTheDaemonLeftRunning(t *testing.T) {
 			c := startIn(t, 0)
 			cl, ctx := connect(t, c)
 			sleeper := runImage(ctx, t, c, cl, "sleeper", root+"/sleeper", nil, oci.WithProcessArgs("sleep", "600"))
-			shims := c.leftovers()
+			shims, err := c.leftovers()
+			if err != nil {
+				t.Fatal(err)
+			}
 			if len(shims) == 0 {
 				t.Fatal("found no shim process referencing the instance")
 			}

@@ -529,15 +529,21 @@ check_oom_restarted() {
 		sleep 1
 		i=$((i + 1))
 	done
-	kill -TERM "$daemon" 2>/dev/null
+	kill -TERM "$daemon" 2>/dev/null || die "daemon $daemon was gone before SIGTERM (see logs/daemon.log)"
 	i=0
 	while kill -0 "$daemon" 2>/dev/null && [ $i -lt 30 ]; do
 		sleep 1
 		i=$((i + 1))
 	done
-	kill -0 "$daemon" 2>/dev/null && echo "daemon ignored SIGTERM for 30 s" && kill -KILL "$daemon"
+	if kill -0 "$daemon" 2>/dev/null; then
+		kill -KILL "$daemon"
+		wait "$daemon"
+		die "daemon ignored SIGTERM for 30 s (README: it finishes its pass within 10 s and exits 0)"
+	fi
 	wait "$daemon"
-	echo "daemon exited $?; cell memory.events oom_kill $kills"
+	rc=$?
+	echo "daemon exited $rc; cell memory.events oom_kill $kills"
+	[ "$rc" -eq 0 ] || die "daemon exited $rc on SIGTERM, want 0 (see logs/daemon.log)"
 	status_flat /tmp/status-oom
 	prefix=$(status_prefix /tmp/status-oom containerdId s1_k1_oom_hog)
 	[ -n "$prefix" ] || die "container hog not in status"

@@ -14,6 +14,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/kukeon/reconciler/pkg/testenv"
 )
 
 // vmTimeout bounds the whole VM run (boot, job, poweroff). The suite is
@@ -30,6 +34,34 @@ const (
 	keepRuns = 24 * time.Hour
 )
 
+// expectedChecks are the checks job.sh runs, in its order. A check that
+// stops running (the job skipped it, a rename, a crash before it) or one
+// that is not listed fails the suite: results.txt alone cannot show that
+// something is missing. TestExpectedChecksAreTheJobs keeps this list and
+// job.sh in step without booting anything.
+var expectedChecks = []string{
+	"vm-boots",
+	"lab-converges",
+	"lab-cgroup-tree",
+	"lab-status-controllers",
+	"lab-no-internal-process",
+	"vmt-converges",
+	"prune-realm",
+	"vmt-cgroup-tree",
+	"vmt-status-controllers",
+	"reconciler-delegates",
+	"level-limits",
+	"container-limits",
+	"pids-enforced",
+	"vmt-no-internal-process",
+	"nested-delegation",
+	"limit-change-in-place",
+	"hand-edit-restored",
+	"prune-cell",
+	"oom-killed",
+	"oom-restarted",
+}
+
 // TestPureCgroupV2 boots a VM whose only cgroup hierarchy is cgroup2 with
 // every controller, runs job.sh in it, and reports each check of the job's
 // results file as a subtest.
@@ -39,11 +71,7 @@ func TestPureCgroupV2(t *testing.T) {
 	}
 	env, missing := findHost()
 	if len(missing) > 0 {
-		msg := "pure cgroup v2 VM suite needs: " + strings.Join(missing, ", ")
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.SkipOrFail(t, "pure cgroup v2 VM suite needs: "+strings.Join(missing, ", "))
 	}
 	repo, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -84,7 +112,10 @@ func TestPureCgroupV2(t *testing.T) {
 	runErr := runVM(ctx, env, initrd, share, console, timeout)
 	wall := time.Since(bootStart)
 	t.Logf("VM wall time %s; serial console log: %s", wall.Round(time.Millisecond), console)
-	timing, _ := os.ReadFile(filepath.Join(share, "timing.txt"))
+	timing, err := os.ReadFile(filepath.Join(share, "timing.txt"))
+	if err != nil && runErr == nil {
+		runErr = fmt.Errorf("no timing from the VM job: %w", err)
+	}
 	t.Logf("guest timing (event, uptime s):\n%s", timing)
 	if runErr == nil && !bytes.Contains(timing, []byte("suite-complete")) {
 		// The job stopped early yet powered off (its EXIT trap): the results
@@ -100,13 +131,21 @@ func TestPureCgroupV2(t *testing.T) {
 		t.Fatalf("no results from the VM job (%v); serial console log %s ends with:\n%s", err, console, tail(console, 60))
 	}
 	failed := false
-	for _, r := range parseResults(results) {
+	rs := parseResults(results)
+	for _, r := range rs {
 		t.Run(r.name, func(t *testing.T) {
 			if !r.ok {
 				failed = true
 				t.Errorf("%s (log: %s)", r.detail, filepath.Join(share, "logs", r.name+".log"))
 			}
 		})
+	}
+	if missing, diff := compareChecks(expectedChecks, rs); diff != "" {
+		failed = true
+		for _, name := range missing {
+			t.Run(name, func(t *testing.T) { t.Error("the check did not run: results.txt has no line for it") })
+		}
+		t.Errorf("checks in results.txt differ from expectedChecks (-want +got):\n%s", diff)
 	}
 	if failed || runErr != nil {
 		t.Logf("serial console log %s ends with:\n%s", console, tail(console, 30))
@@ -331,6 +370,37 @@ func parseResults(b []byte) []result {
 		}
 	}
 	return rs
+}
+
+// compareChecks compares the names of the results, in order, with want. It
+// returns the wanted names that have no result and a (-want +got) diff,
+// empty when every wanted check ran once, in order, and nothing else did.
+func compareChecks(want []string, rs []result) (missing []string, diff string) {
+	got := make([]string, len(rs))
+	seen := map[string]bool{}
+	for i, r := range rs {
+		got[i] = r.name
+		seen[r.name] = true
+	}
+	for _, name := range want {
+		if !seen[name] {
+			missing = append(missing, name)
+		}
+	}
+	return missing, cmp.Diff(want, got)
+}
+
+// jobChecks returns the names job.sh gives run_check, in order.
+func jobChecks(script []byte) []string {
+	var names []string
+	sc := bufio.NewScanner(bytes.NewReader(script))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 3 && f[0] == "run_check" {
+			names = append(names, f[1])
+		}
+	}
+	return names
 }
 
 // tail returns the last n lines of a file.

@@ -434,3 +434,47 @@ func (f *Cgroups) Stat(g string) (ctr.Usage, error) {
 	}
 	return u, nil
 }
+
+// attach puts pid in group g, creating g with its parents, as runc does
+// when it starts a task with that cgroups path. The no-internal-process
+// rule applies: a non-root group that delegates controllers cannot take a
+// process (EBUSY).
+func (f *Cgroups) attach(g string, pid int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g = clean(g)
+	f.mkdirAll(g)
+	grp := f.groups[g]
+	if g != "/" && len(grp.subtree) > 0 {
+		return fmt.Errorf("write cgroup.procs of cgroup %s: it delegates %s (no-internal-process rule): device or resource busy",
+			g, strings.Join(grp.subtree, " "))
+	}
+	for _, o := range f.groups {
+		o.procs = slices.DeleteFunc(o.procs, func(p int) bool { return p == pid })
+	}
+	grp.procs = append(grp.procs, pid)
+	return nil
+}
+
+// detach takes pid out of group g (its process ended). With remove, g
+// itself goes too when it is left without processes and children, as runc
+// removes a container's cgroup when the task is deleted.
+func (f *Cgroups) detach(g string, pid int, remove bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	g = clean(g)
+	grp, ok := f.groups[g]
+	if !ok {
+		return
+	}
+	grp.procs = slices.DeleteFunc(grp.procs, func(p int) bool { return p == pid })
+	if !remove || g == "/" || len(grp.procs) > 0 {
+		return
+	}
+	for name := range f.groups {
+		if strings.HasPrefix(name, g+"/") {
+			return
+		}
+	}
+	delete(f.groups, g)
+}

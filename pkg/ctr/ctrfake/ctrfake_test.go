@@ -18,9 +18,11 @@ const image = "docker.io/library/busybox:latest"
 
 func TestRuntimeContract(t *testing.T) {
 	var rt *ctrfake.Runtime
+	var cg *ctrfake.Cgroups
 	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	ctrtest.RunRuntimeContract(t, func(t *testing.T) (ctrtest.Runtime, string, string) {
-		rt = ctrfake.NewRuntime(ctrfake.WithImages(image), ctrfake.WithClock(func() time.Time { return clock }))
+		cg = ctrfake.NewCgroups("cpu", "io", "memory", "pids")
+		rt = ctrfake.NewRuntime(ctrfake.WithImages(image), ctrfake.WithClock(func() time.Time { return clock }), ctrfake.WithCgroups(cg))
 		return rt, "test.kukeon.io", image
 	}, ctrtest.Hooks{
 		ForeignNamespace: func(t *testing.T, ns string) { rt.AddForeignNamespace(ns) },
@@ -28,6 +30,25 @@ func TestRuntimeContract(t *testing.T) {
 		Kill: func(t *testing.T, ns, id string, pid uint32) uint32 {
 			rt.Exit(ns, id, 137)
 			return 137
+		},
+		HandleSIGTERM: func(t *testing.T, ns, id string, pid, code uint32) { rt.HandleSIGTERM(ns, id, code) },
+		Down:          func(t *testing.T) { rt.SetDown(true) },
+		Up:            func(t *testing.T) { rt.SetDown(false) },
+		TagImage:      func(t *testing.T, ns, src, ref string) { rt.AddImage(ns, ref) },
+		StoredSpec: func(t *testing.T, ns, id string) ctrtest.StoredSpec {
+			s, ok := rt.Spec(ns, id)
+			if !ok {
+				t.Fatalf("no container %s in %s", id, ns)
+			}
+			return ctrtest.StoredSpec{Env: s.Env, Mounts: s.Mounts, Resources: s.Resources, CgroupsPath: s.CgroupsPath}
+		},
+		Cgroups: func(t *testing.T) (ctrtest.CgroupFS, string) { return cg, "/kukeon-test" },
+		Mounted: func(t *testing.T, mountpoint, group string) bool {
+			ok, err := cg.Exists(group)
+			if err != nil {
+				t.Fatalf("Exists(%s): %v", group, err)
+			}
+			return mountpoint == cg.Mountpoint() && ok
 		},
 	})
 }
@@ -57,7 +78,9 @@ func TestCgroupFilesFollowDelegation(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs.SetFile("/r/s", "memory.max", "1048576")
-	got, _ = fs.Read("/r/s", []string{"memory.max"})
+	if got, err = fs.Read("/r/s", []string{"memory.max"}); err != nil {
+		t.Fatal(err)
+	}
 	if got["memory.max"] != "1048576" {
 		t.Errorf("memory.max after SetFile = %q", got["memory.max"])
 	}

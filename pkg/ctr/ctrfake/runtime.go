@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -17,7 +18,9 @@ import (
 )
 
 // Runtime is an in-memory containerd: namespaces, images, containers and
-// tasks. Tasks run nothing; they exit only through Exit or StopContainer.
+// tasks. Tasks run nothing; they exit only through Exit, StopContainer or
+// DeleteContainer. Linked to a fake Cgroups (WithCgroups), a running task is
+// a process in its container's cgroup, as runc puts it there.
 type Runtime struct {
 	mu      sync.Mutex
 	now     func() time.Time
@@ -28,6 +31,18 @@ type Runtime struct {
 	fail    map[string]error
 	subs    []chan ctr.Event
 	down    bool
+	cgroups *Cgroups // nil: tasks are placed nowhere
+	stops   []Stop
+}
+
+// Stop records one stop of a running task (StopContainer or
+// DeleteContainer): the grace period it was given and whether it was
+// SIGKILLed once that was over.
+type Stop struct {
+	Namespace string
+	ID        string
+	Grace     time.Duration
+	Killed    bool // the task ignored SIGTERM
 }
 
 type namespace struct {
@@ -41,6 +56,10 @@ type container struct {
 	labels    map[string]string
 	createdAt time.Time
 	task      *ctr.Task
+	// termExit is the exit code of a task that exits on SIGTERM; nil means
+	// it ignores SIGTERM, as a PID 1 without a handler does, and is
+	// SIGKILLed (137) when its grace period is over.
+	termExit *uint32
 }
 
 // Option configures a Runtime.
@@ -58,6 +77,15 @@ func WithImages(refs ...string) Option {
 		}
 	}
 }
+
+// WithCgroups links the runtime to a fake cgroup tree: StartContainer puts
+// the task's PID in the spec's CgroupsPath (creating it, as runc does; a
+// spec without CgroupsPath is placed nowhere), a task that exits leaves it,
+// and a deleted task's cgroup is removed. The tree's rules then hold for
+// the runtime too: a task cannot start in a group that delegates
+// controllers (no internal processes), and a group holding a task cannot
+// be removed (ErrNotEmpty).
+func WithCgroups(cg *Cgroups) Option { return func(r *Runtime) { r.cgroups = cg } }
 
 // NewRuntime returns an empty fake runtime.
 func NewRuntime(opts ...Option) *Runtime {
@@ -122,11 +150,18 @@ func (r *Runtime) enter(method string, mutating bool) error {
 	return nil
 }
 
-// Ping fails with ErrUnavailable while the fake is down.
-func (r *Runtime) Ping(context.Context) error {
+// Ping fails with ErrUnavailable while the fake is down, and with ctx's
+// error when ctx is done.
+func (r *Runtime) Ping(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.enter("Ping", false)
+	if err := r.enter("Ping", false); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
 }
 
 // EnsureNamespace creates ns (owned) if it is missing. See ctr.Client.
@@ -219,6 +254,14 @@ func (r *Runtime) EnsureImage(_ context.Context, ns, ref, pullPolicy string, _ [
 	return nil
 }
 
+// AddImage makes image ref present in ns (creating ns unowned if needed),
+// as if someone had imported it: nothing can source it again.
+func (r *Runtime) AddImage(ns, ref string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.namespace(ns).images[ctr.NormalizeImage(ref)] = true
+}
+
 // AddImageSource declares one more sourceable image.
 func (r *Runtime) AddImageSource(ref string) {
 	r.mu.Lock()
@@ -260,8 +303,32 @@ func (r *Runtime) CreateContainer(_ context.Context, ns string, spec ctr.Contain
 	}
 	labels[ctr.LabelManagedBy] = ctr.ManagedByValue
 	spec.Image = name
-	n.containers[spec.ID] = &container{spec: spec, labels: labels, createdAt: r.now()}
+	c := &container{spec: spec, labels: labels, createdAt: r.now()}
+	if spec.Pause {
+		c.termExit = new(uint32) // the synthesized root exits 0 on SIGTERM
+	}
+	n.containers[spec.ID] = c
 	return nil
+}
+
+// HandleSIGTERM makes the tasks of container id exit with code on SIGTERM
+// (by default they ignore it, as a PID 1 without a handler does, except a
+// synthesized root, which exits 0). No-op for a missing container.
+func (r *Runtime) HandleSIGTERM(ns, id string, code uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n, ok := r.nss[ns]; ok {
+		if c, ok := n.containers[id]; ok {
+			c.termExit = &code
+		}
+	}
+}
+
+// Stops returns every stop of a running task so far, in order.
+func (r *Runtime) Stops() []Stop {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.stops)
 }
 
 // AddForeignContainer creates container id in ns without our label, as
@@ -317,14 +384,35 @@ func (r *Runtime) StartContainer(_ context.Context, ns, id string) (uint32, erro
 		c.task.Status = ctr.TaskRunning
 		return c.task.PID, nil
 	}
-	r.nextPID++
-	c.task = &ctr.Task{Status: ctr.TaskRunning, PID: r.nextPID, StartedAt: r.now()}
+	r.deleteTask(c) // a created or stopped task is replaced
+	pid := r.nextPID + 1
+	if r.cgroups != nil && c.spec.CgroupsPath != "" {
+		if err := r.cgroups.attach(c.spec.CgroupsPath, int(pid)); err != nil {
+			return 0, fmt.Errorf("start task %s in %s: %w", id, ns, err)
+		}
+	}
+	r.nextPID = pid
+	c.task = &ctr.Task{Status: ctr.TaskRunning, PID: pid, StartedAt: r.now()}
 	return c.task.PID, nil
 }
 
-// StopContainer ends and deletes the task (exit code 143, as for SIGTERM).
-// See ctr.Client.
-func (r *Runtime) StopContainer(_ context.Context, ns, id string, _ time.Duration) error {
+// deleteTask removes c's task; its process leaves c's cgroup, which is
+// removed as runc removes a container's cgroup on task delete. Callers
+// hold r.mu.
+func (r *Runtime) deleteTask(c *container) {
+	if c.task == nil {
+		return
+	}
+	if r.cgroups != nil && c.spec.CgroupsPath != "" {
+		r.cgroups.detach(c.spec.CgroupsPath, int(c.task.PID), true)
+	}
+	c.task = nil
+}
+
+// StopContainer sends the task SIGTERM and, if it ignores that (see
+// HandleSIGTERM), SIGKILL once grace is over (exit code 137), then deletes
+// the task; the stop is recorded (see Stops). See ctr.Client.
+func (r *Runtime) StopContainer(_ context.Context, ns, id string, grace time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.enter("StopContainer", true); err != nil {
@@ -334,19 +422,25 @@ func (r *Runtime) StopContainer(_ context.Context, ns, id string, _ time.Duratio
 	if err != nil {
 		return err
 	}
-	r.stop(ns, id, c)
+	r.stop(ns, id, c, grace)
 	return nil
 }
 
-func (r *Runtime) stop(ns, id string, c *container) {
+func (r *Runtime) stop(ns, id string, c *container, grace time.Duration) {
 	if c.task != nil && c.task.Status == ctr.TaskRunning {
-		r.emit(ctr.Event{Kind: ctr.EventTaskExit, Namespace: ns, ContainerID: id, ExitCode: 143, At: r.now()})
+		code, killed := uint32(137), c.termExit == nil
+		if !killed {
+			code = *c.termExit
+		}
+		r.stops = append(r.stops, Stop{Namespace: ns, ID: id, Grace: grace, Killed: killed})
+		r.emit(ctr.Event{Kind: ctr.EventTaskExit, Namespace: ns, ContainerID: id, ExitCode: code, At: r.now()})
 	}
-	c.task = nil
+	r.deleteTask(c)
 }
 
-// DeleteContainer stops and removes our container. See ctr.Client.
-func (r *Runtime) DeleteContainer(_ context.Context, ns, id string, _ time.Duration) error {
+// DeleteContainer stops (as StopContainer) and removes our container. See
+// ctr.Client.
+func (r *Runtime) DeleteContainer(_ context.Context, ns, id string, grace time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.enter("DeleteContainer", true); err != nil {
@@ -356,7 +450,7 @@ func (r *Runtime) DeleteContainer(_ context.Context, ns, id string, _ time.Durat
 	if err != nil {
 		return err
 	}
-	r.stop(ns, id, c)
+	r.stop(ns, id, c, grace)
 	delete(r.nss[ns].containers, id)
 	r.emit(ctr.Event{Kind: ctr.EventContainerDelete, Namespace: ns, ContainerID: id, At: r.now()})
 	return nil
@@ -441,6 +535,10 @@ func (r *Runtime) Exit(ns, id string, code uint32) {
 	c.task.ExitCode = code
 	c.task.ExitedAt = r.now()
 	c.task.StartedAt = time.Time{}
+	if r.cgroups != nil && c.spec.CgroupsPath != "" {
+		// The process is gone; the cgroup stays until the task is deleted.
+		r.cgroups.detach(c.spec.CgroupsPath, int(c.task.PID), false)
+	}
 	r.emit(ctr.Event{Kind: ctr.EventTaskExit, Namespace: ns, ContainerID: id, ExitCode: code, At: r.now()})
 }
 
@@ -450,7 +548,8 @@ func (r *Runtime) DeleteBehindBack(ns, id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if n, ok := r.nss[ns]; ok {
-		if _, ok := n.containers[id]; ok {
+		if c, ok := n.containers[id]; ok {
+			r.deleteTask(c)
 			delete(n.containers, id)
 			r.emit(ctr.Event{Kind: ctr.EventContainerDelete, Namespace: ns, ContainerID: id, At: r.now()})
 		}

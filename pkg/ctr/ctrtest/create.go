@@ -58,12 +58,3 @@ func RunCreateContract(t *testing.T, newRT func(t *testing.T) (rt Runtime, ns st
 		}
 	})
 }
-
-// mustImage makes namespace ns with image present in it.
-func mustImage(t *testing.T, rt Runtime, ns, image string) {
-	t.Helper()
-	mustNamespace(t, rt, ns)
-	if err := rt.EnsureImage(context.Background(), ns, image, ctr.PullIfNotPresent, nil); err != nil {
-		t.Fatalf("EnsureImage: %v", err)
-	}
-}

@@ -3,6 +3,7 @@ package ctrtest
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -14,8 +15,10 @@ import (
 )
 
 // Hooks are the test-only operations the runtime contract needs that the
-// backend itself must not offer: making objects we do not own, and killing
-// a task behind the backend's back.
+// backend itself must not offer: making objects we do not own, killing a
+// task or the whole backend behind its back, and reading back what it
+// stored. Every hook is required: a missing one fails the suite, so no
+// check can stop running unnoticed.
 type Hooks struct {
 	// ForeignNamespace creates namespace ns without our label and removes it
 	// at the end of the test.
@@ -26,12 +29,64 @@ type Hooks struct {
 	// Kill makes the running task of container id (whose PID is pid) exit
 	// behind the backend's back and returns the exit code to expect.
 	Kill func(t *testing.T, ns, id string, pid uint32) uint32
+	// HandleSIGTERM returns once the task of container id (PID pid), which
+	// runs TermSpec(…, code), exits with code on SIGTERM: a real task
+	// installs its handler by itself (wait for it); a fake is told.
+	HandleSIGTERM func(t *testing.T, ns, id string, pid, code uint32)
+	// Down makes the backend unreachable as a containerd crash would (its
+	// tasks keep running); Up brings it back on the same address.
+	Down, Up func(t *testing.T)
+	// TagImage makes image ref present in ns as a copy of the present image
+	// src, such that nothing could source ref again (no archive, no
+	// registry provides it).
+	TagImage func(t *testing.T, ns, src, ref string)
+	// StoredSpec reads back what the backend stored of container id's spec
+	// (the real one from containerd's OCI spec of the container).
+	StoredSpec func(t *testing.T, ns, id string) StoredSpec
+	// Cgroups returns the cgroup tree the backend of the same test (the one
+	// newRT returned last) places tasks in, and a fresh group under which
+	// the suite may create anything; the hook removes it at the end.
+	Cgroups func(t *testing.T) (fs CgroupFS, root string)
+	// Mounted reports whether group is a cgroup directory under mountpoint:
+	// a real backend stats it, a fake answers from its tree.
+	Mounted func(t *testing.T, mountpoint, group string) bool
 }
 
-// RunRuntimeContract runs the behaviour every Runtime must show. newRT
-// returns a backend, a namespace it may use (created by the suite) and an
-// image reference that EnsureImage can source there.
-func RunRuntimeContract(t *testing.T, newRT func(t *testing.T) (rt Runtime, ns string, image string), hooks Hooks) {
+// StoredSpec is what a backend kept of the ContainerSpec fields that a fake
+// could ignore unnoticed, as read back after CreateContainer.
+type StoredSpec struct {
+	Env         []string
+	Mounts      []ctr.Mount // Kind, Target, ReadOnly; Source of binds; SizeBytes of tmpfs
+	Resources   ctr.Resources
+	CgroupsPath string
+}
+
+// check fails the suite when a hook is missing.
+func (h Hooks) check(t *testing.T) {
+	t.Helper()
+	missing := map[string]bool{
+		"ForeignNamespace": h.ForeignNamespace == nil, "ForeignContainer": h.ForeignContainer == nil,
+		"Kill": h.Kill == nil, "HandleSIGTERM": h.HandleSIGTERM == nil, "Down": h.Down == nil, "Up": h.Up == nil,
+		"TagImage": h.TagImage == nil, "StoredSpec": h.StoredSpec == nil, "Cgroups": h.Cgroups == nil,
+		"Mounted": h.Mounted == nil,
+	}
+	for _, name := range slices.Sorted(maps.Keys(missing)) {
+		if missing[name] {
+			t.Errorf("ctrtest: hook %s missing: the checks that need it cannot run", name)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// NewRuntime returns a backend, a namespace it may use (created by the
+// suite) and an image reference that EnsureImage can source there.
+type NewRuntime func(t *testing.T) (rt Runtime, ns string, image string)
+
+// RunRuntimeContract runs the behaviour every Runtime must show.
+func RunRuntimeContract(t *testing.T, newRT NewRuntime, hooks Hooks) {
+	hooks.check(t)
 	t.Run("namespaces are created once, listed, and deleted only when ours and empty", func(t *testing.T) {
 		rt, ns, image := newRT(t)
 		ctx := context.Background()
@@ -108,7 +163,7 @@ func RunRuntimeContract(t *testing.T, newRT func(t *testing.T) (rt Runtime, ns s
 		if err := rt.CreateContainer(ctx, ns, spec(id, image, labels)); err != nil {
 			t.Fatalf("CreateContainer: %v", err)
 		}
-		t.Cleanup(func() { _ = rt.DeleteContainer(context.Background(), ns, id, 0) })
+		deleteAtCleanup(t, rt, ns, id)
 		if err := rt.CreateContainer(ctx, ns, spec(id, image, labels)); !errors.Is(err, ctr.ErrAlreadyExists) {
 			t.Errorf("CreateContainer twice = %v, want ErrAlreadyExists", err)
 		}
@@ -194,7 +249,7 @@ func RunRuntimeContract(t *testing.T, newRT func(t *testing.T) (rt Runtime, ns s
 		if err := rt.CreateContainer(ctx, ns, spec(id, image, map[string]string{ctr.LabelCell: "c", ctr.LabelSpecHash: "h1"})); err != nil {
 			t.Fatalf("CreateContainer: %v", err)
 		}
-		t.Cleanup(func() { _ = rt.DeleteContainer(context.Background(), ns, id, 0) })
+		deleteAtCleanup(t, rt, ns, id)
 		if err := rt.UpdateLabels(ctx, ns, id, map[string]string{ctr.LabelSpecHash: "h2", "kukeon.io/extra": "x"}); err != nil {
 			t.Fatalf("UpdateLabels: %v", err)
 		}
@@ -221,7 +276,7 @@ func RunRuntimeContract(t *testing.T, newRT func(t *testing.T) (rt Runtime, ns s
 			if err := rt.CreateContainer(ctx, ns, spec(c.id, image, cell(c.cell))); err != nil {
 				t.Fatalf("CreateContainer(%s): %v", c.id, err)
 			}
-			t.Cleanup(func() { _ = rt.DeleteContainer(context.Background(), ns, c.id, 0) })
+			deleteAtCleanup(t, rt, ns, c.id)
 		}
 		if _, err := rt.StartContainer(ctx, ns, "s_t_a_x"); err != nil {
 			t.Fatalf("StartContainer: %v", err)
@@ -238,8 +293,12 @@ func RunRuntimeContract(t *testing.T, newRT func(t *testing.T) (rt Runtime, ns s
 		if diff := cmp.Diff(want, ids); diff != "" {
 			t.Errorf("cell a (-want +got):\n%s", diff)
 		}
-		if got, _ := rt.ListCellContainers(ctx, ns, "s", "t", "nope"); len(got) != 0 {
-			t.Errorf("a cell without containers lists %v", got)
+		none, err := rt.ListCellContainers(ctx, ns, "s", "t", "nope")
+		if err != nil {
+			t.Fatalf("ListCellContainers(a cell without containers): %v", err)
+		}
+		if len(none) != 0 {
+			t.Errorf("a cell without containers lists %+v", none)
 		}
 	})
 
@@ -273,6 +332,47 @@ func RunRuntimeContract(t *testing.T, newRT func(t *testing.T) (rt Runtime, ns s
 			t.Errorf("DeleteNamespace(holding a foreign container) = %v, want ErrNotEmpty", err)
 		}
 	})
+
+	runStopChecks(t, newRT, hooks)
+	runEventChecks(t, newRT, hooks)
+	runImageChecks(t, newRT, hooks)
+	runSpecChecks(t, newRT, hooks)
+	runPlacementChecks(t, newRT, hooks)
+}
+
+// deleteAtCleanup deletes our container id at the end of the test; one
+// the test already deleted is fine, any other failure is reported.
+func deleteAtCleanup(t *testing.T, rt Runtime, ns, id string) {
+	t.Cleanup(func() {
+		if err := rt.DeleteContainer(context.Background(), ns, id, 0); err != nil && !errors.Is(err, ctr.ErrNotFound) {
+			t.Errorf("cleanup: DeleteContainer(%s): %v", id, err)
+		}
+	})
+}
+
+// createStarted creates container s in ns (deleted at cleanup) and starts
+// it, returning its PID.
+func createStarted(t *testing.T, rt Runtime, ns string, s ctr.ContainerSpec) uint32 {
+	t.Helper()
+	ctx := context.Background()
+	if err := rt.CreateContainer(ctx, ns, s); err != nil {
+		t.Fatalf("CreateContainer(%s): %v", s.ID, err)
+	}
+	deleteAtCleanup(t, rt, ns, s.ID)
+	pid, err := rt.StartContainer(ctx, ns, s.ID)
+	if err != nil || pid == 0 {
+		t.Fatalf("StartContainer(%s) = %d, %v", s.ID, pid, err)
+	}
+	return pid
+}
+
+// mustImage makes the suite's namespace and image ready.
+func mustImage(t *testing.T, rt Runtime, ns, image string) {
+	t.Helper()
+	mustNamespace(t, rt, ns)
+	if err := rt.EnsureImage(context.Background(), ns, image, ctr.PullIfNotPresent, nil); err != nil {
+		t.Fatalf("EnsureImage(%s): %v", image, err)
+	}
 }
 
 // spec is a container that runs until signalled.
