@@ -52,8 +52,9 @@ func (c *Client) load(ctx context.Context, cc *client.Client, ns, id string) (cl
 // by the client's death leaves a stale task bundle, which is removed when
 // that is safe (see bundle.go) before one more create; and a containerd
 // restarted while re-loading its shims may refuse a create as "already
-// exists" while its task is not yet listed, so the task is awaited (up to
-// taskAppearTimeout) and then kept or replaced as above.
+// exists" while its task is not listed, so the task is awaited (up to
+// taskAppearTimeout) and then kept or replaced as above, or, if it never
+// shows, deleted as a ghost (deleteGhostTask) before one more create.
 func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, error) {
 	cc, err := c.conn()
 	if err != nil {
@@ -95,11 +96,17 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 	}
 	if errdefs.IsAlreadyExists(err) {
 		existing, werr := awaitTask(nctx, cont)
-		if werr != nil {
+		switch {
+		case errdefs.IsNotFound(werr):
+			if err := c.deleteGhostTask(nctx, cc, id); err != nil {
+				return 0, err
+			}
+		case werr != nil:
 			return 0, c.fail(cc, "create task "+id+" in "+ns, errors.Join(err, werr))
-		}
-		if pid, kept, err := c.keepOrDelete(nctx, cc, existing, id); err != nil || kept {
-			return pid, err
+		default:
+			if pid, kept, err := c.keepOrDelete(nctx, cc, existing, id); err != nil || kept {
+				return pid, err
+			}
 		}
 		task, err = newTask()
 	}
@@ -134,6 +141,23 @@ func (c *Client) keepOrDelete(nctx context.Context, cc *client.Client, task clie
 		return 0, false, c.fail(cc, "delete old task "+id, err)
 	}
 	return 0, false, nil
+}
+
+// deleteGhostTask deletes the task of container id that containerd holds
+// but cannot show: after a restart, containerd 1.6 re-loads the shim of a
+// create that was cut off before runc made the container, and then refuses
+// a create ("already exists") while Get asks the shim for its state and
+// answers not found ("container not created"), for as long as it runs. No
+// process exists to kill. The tasks service's Delete looks the task up
+// without its state, shuts the shim down and removes its bundle (runtime/v2
+// shimTask.delete of v1.6.20), answering not found from the shim's own
+// delete, which is success here.
+func (c *Client) deleteGhostTask(nctx context.Context, cc *client.Client, id string) error {
+	_, err := cc.TaskService().Delete(nctx, &tasksapi.DeleteTaskRequest{ContainerID: id})
+	if err = errgrpc.ToNative(err); err != nil && !errdefs.IsNotFound(err) {
+		return c.fail(cc, "delete unlisted task "+id, err)
+	}
+	return nil
 }
 
 // taskAppearTimeout bounds the wait for a task containerd says exists but
