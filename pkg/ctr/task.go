@@ -47,6 +47,14 @@ func (c *Client) load(ctx context.Context, cc *client.Client, ns, id string) (cl
 // created or stopped task is deleted and a new one started. Output
 // (stdout and stderr) is appended to the container's log file. Errors
 // match ErrNotFound or ErrNotOwned as for DeleteContainer.
+//
+// It converges after two interruptions of containerd 1.6: a create cut off
+// by the client's death leaves a stale task bundle, which is removed when
+// that is safe (see bundle.go) before one more create; and a containerd
+// restarted while re-loading its shims may refuse a create as "already
+// exists" while its task is not listed, so the task is awaited (up to
+// taskAppearTimeout) and then kept or replaced as above, or, if it never
+// shows, deleted as a ghost (deleteGhostTask) before one more create.
 func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, error) {
 	cc, err := c.conn()
 	if err != nil {
@@ -63,21 +71,8 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 	case err != nil:
 		return 0, c.fail(cc, "task "+id, err)
 	default:
-		st, err := task.Status(nctx)
-		if err != nil && !errdefs.IsNotFound(err) {
-			return 0, c.fail(cc, "task status "+id, err)
-		}
-		switch st.Status {
-		case client.Running:
-			return task.Pid(), nil
-		case client.Paused, client.Pausing:
-			if err := task.Resume(nctx); err != nil {
-				return 0, c.fail(cc, "resume "+id, err)
-			}
-			return task.Pid(), nil
-		}
-		if _, err := task.Delete(nctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
-			return 0, c.fail(cc, "delete old task "+id, err)
+		if pid, kept, err := c.keepOrDelete(nctx, cc, task, id); err != nil || kept {
+			return pid, err
 		}
 	}
 
@@ -91,7 +86,30 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return 0, fmt.Errorf("start %s: log dir: %w", id, err)
 	}
-	task, err = cont.NewTask(nctx, cio.LogFile(logPath))
+	newTask := func() (client.Task, error) { return cont.NewTask(nctx, cio.LogFile(logPath)) }
+	task, err = newTask()
+	if dir, ok := staleBundle(err, ns, id); ok {
+		if err := clearStaleBundle(dir); err != nil {
+			return 0, fmt.Errorf("create task %s in %s: %w", id, ns, err)
+		}
+		task, err = newTask()
+	}
+	if errdefs.IsAlreadyExists(err) {
+		existing, werr := awaitTask(nctx, cont)
+		switch {
+		case errdefs.IsNotFound(werr):
+			if err := c.deleteGhostTask(nctx, cc, id); err != nil {
+				return 0, err
+			}
+		case werr != nil:
+			return 0, c.fail(cc, "create task "+id+" in "+ns, errors.Join(err, werr))
+		default:
+			if pid, kept, err := c.keepOrDelete(nctx, cc, existing, id); err != nil || kept {
+				return pid, err
+			}
+		}
+		task, err = newTask()
+	}
 	if err != nil {
 		return 0, c.fail(cc, "create task "+id+" in "+ns, err)
 	}
@@ -100,6 +118,74 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 		return 0, c.fail(cc, "start task "+id+" in "+ns, err)
 	}
 	return task.Pid(), nil
+}
+
+// keepOrDelete keeps an existing task that runs (resuming a paused one) and
+// returns its PID with kept true; any other task (created, stopped) is
+// deleted, killing its process, so that a new one can be created.
+func (c *Client) keepOrDelete(nctx context.Context, cc *client.Client, task client.Task, id string) (pid uint32, kept bool, err error) {
+	st, err := task.Status(nctx)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return 0, false, c.fail(cc, "task status "+id, err)
+	}
+	switch st.Status {
+	case client.Running:
+		return task.Pid(), true, nil
+	case client.Paused, client.Pausing:
+		if err := task.Resume(nctx); err != nil {
+			return 0, false, c.fail(cc, "resume "+id, err)
+		}
+		return task.Pid(), true, nil
+	}
+	if _, err := task.Delete(nctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		return 0, false, c.fail(cc, "delete old task "+id, err)
+	}
+	return 0, false, nil
+}
+
+// deleteGhostTask deletes the task of container id that containerd holds
+// but cannot show: after a restart, containerd 1.6 re-loads the shim of a
+// create that was cut off before runc made the container, and then refuses
+// a create ("already exists") while Get asks the shim for its state and
+// answers not found ("container not created"), for as long as it runs. No
+// process exists to kill. The tasks service's Delete looks the task up
+// without its state, shuts the shim down and removes its bundle (runtime/v2
+// shimTask.delete of v1.6.20), answering not found from the shim's own
+// delete, which is success here.
+func (c *Client) deleteGhostTask(nctx context.Context, cc *client.Client, id string) error {
+	_, err := cc.TaskService().Delete(nctx, &tasksapi.DeleteTaskRequest{ContainerID: id})
+	if err = errgrpc.ToNative(err); err != nil && !errdefs.IsNotFound(err) {
+		return c.fail(cc, "delete unlisted task "+id, err)
+	}
+	return nil
+}
+
+// taskAppearTimeout bounds the wait for a task containerd says exists but
+// does not list yet, and taskAppearPoll is the interval of its polls.
+const (
+	taskAppearTimeout = 3 * time.Second
+	taskAppearPoll    = 100 * time.Millisecond
+)
+
+// awaitTask polls for the task of cont until containerd lists it, for up to
+// taskAppearTimeout or until ctx ends. It returns an error matching
+// errdefs.ErrNotFound if the task never appears.
+func awaitTask(ctx context.Context, cont client.Container) (client.Task, error) {
+	deadline := time.Now().Add(taskAppearTimeout)
+	for {
+		task, err := cont.Task(ctx, nil)
+		if !errdefs.IsNotFound(err) {
+			return task, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("task not listed after %s: %w", taskAppearTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(taskAppearPoll):
+		}
+	}
 }
 
 // logPathOf reads the log path annotation from a container's stored spec.
