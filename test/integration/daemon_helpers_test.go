@@ -72,8 +72,9 @@ type daemon struct {
 // stops it (SIGTERM, SIGKILL after stopTimeout) and, when the test failed,
 // prints its log. Call it after newHost, so that cleanup runs before the
 // host's: the daemon must be gone before containers are deleted and
-// containerd stops.
-func (h *daemonHost) startDaemon() *daemon {
+// containerd stops. Flags in extra come last and so win over these (a
+// longer --resync, say).
+func (h *daemonHost) startDaemon(extra ...string) *daemon {
 	h.t.Helper()
 	t := h.t
 	f, err := os.CreateTemp(t.TempDir(), "daemon-*.log")
@@ -88,6 +89,7 @@ func (h *daemonHost) startDaemon() *daemon {
 		"--namespace-suffix", h.suffix,
 		"--listen", "127.0.0.1:0", "--log-format", "json", "-v", "1",
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Pdeathsig ends the daemon if the test binary dies without cleanups;
