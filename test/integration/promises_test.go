@@ -358,6 +358,27 @@ func TestRootExitRecreatesItsCell(t *testing.T) {
 	}
 }
 
+// nestDoc is cell nest in lab/web/blog with nestedCgroupRuntime: every
+// controller the host offers is delegated down to it.
+var nestDoc = strings.Replace(cellYAML("nest", "always", "exec sleep 3600", ""),
+	"  containers:\n", "  nestedCgroupRuntime: true\n  containers:\n", 1)
+
+// requireRootDelegatesHugetlb fails the test unless the unified mount's root
+// already delegates hugetlb. Hazard: else converging a nestedCgroupRuntime
+// cell would write the mount root's cgroup.subtree_control, outside the
+// test's cgroup root.
+func requireRootDelegatesHugetlb(h *host) {
+	h.t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.mount, "cgroup.subtree_control"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if !slices.Contains(strings.Fields(string(b)), "hugetlb") {
+		h.t.Fatalf("%s/cgroup.subtree_control (%q) does not delegate hugetlb: this test would write outside its cgroup root",
+			h.mount, strings.TrimSpace(string(b)))
+	}
+}
+
 // TestNoOpPassWritesNothing: "An unchanged host gets an empty plan and no
 // writes", on the real backends in-process: ctr.Cgroups counts its file
 // writes, and containerd publishes an event for every change (container,
@@ -367,17 +388,9 @@ func TestNoOpPassWritesNothing(t *testing.T) {
 	h := newHost(t)
 	// Cell nest delegates every controller the host offers (hugetlb here),
 	// so converging it writes cgroup.subtree_control at each level: the
-	// counter is seen counting before it is asked for zero. Hazard: a
-	// mount root that did not delegate hugetlb yet would be written too,
-	// outside the test's cgroup root.
-	root, err := os.ReadFile(filepath.Join(h.mount, "cgroup.subtree_control"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(root), "hugetlb") {
-		t.Fatalf("%s/cgroup.subtree_control (%q) does not delegate hugetlb: this test would write outside its cgroup root", h.mount, strings.TrimSpace(string(root)))
-	}
-	h.writeFile("nest.yaml", strings.Replace(cellYAML("nest", "always", "exec sleep 3600", ""), "  containers:\n", "  nestedCgroupRuntime: true\n  containers:\n", 1))
+	// counter is seen counting before it is asked for zero.
+	requireRootDelegatesHugetlb(h)
+	h.writeFile("nest.yaml", nestDoc)
 	h.writeFile("plain.yaml", cellYAML("plain", "always", "exec sleep 3600", ""))
 	h.writeFile("empty.yaml", "kind: Stack\nmetadata: {name: empty}\nspec: {realmId: lab, spaceId: web}\n")
 
