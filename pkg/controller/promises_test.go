@@ -128,6 +128,19 @@ func TestRestartBackoffResetsAfterSixtySecondsOfRunning(t *testing.T) {
 			wantCount:   1,
 		},
 		{
+			// The daemon's resync runs every 30 s: a container that runs
+			// 60–90 s and exits is usually seen running by no pass after its
+			// 60th second. Fails today: the count is reset only by a pass
+			// that observes the task running (pass.go), never from the
+			// exited task's run time.
+			name: "an exit after 61 s of running with no pass in between restarts at once",
+			run: func(e *env, clock *fakeClock) {
+				clock.advance(61 * time.Second)
+			},
+			wantRestart: true,
+			wantCount:   1,
+		},
+		{
 			name: "an exit after 59 s of running waits for the doubled backoff",
 			run: func(e *env, clock *fakeClock) {
 				clock.advance(59 * time.Second)
