@@ -35,7 +35,16 @@ type Daemon struct {
 	q     *queue
 	mu    sync.Mutex
 	index map[string]string // namespace/containerdID → cell key
+	// unknown are the containers of events the index did not know: a pass
+	// in flight may be creating them (a container that dies at once exits
+	// before its pass returns). The next pass's index resolves them; the
+	// rest (foreign containers) are dropped then.
+	unknown map[string]bool
 }
+
+// maxUnknown bounds Daemon.unknown between two passes; past it the daemon
+// queues a full pass instead of remembering more.
+const maxUnknown = 1024
 
 // Run converges until ctx ends, then lets the in-flight pass finish
 // (bounded by ShutdownGrace) and returns nil. Containers keep running.
@@ -125,9 +134,22 @@ func (d *Daemon) feed(ctx context.Context, resync time.Duration) {
 				d.q.Add(FullPass)
 				continue
 			}
+			ref := ev.Namespace + "/" + ev.ContainerID
 			d.mu.Lock()
-			key := d.index[ev.Namespace+"/"+ev.ContainerID]
+			key := d.index[ref]
+			overflow := false
+			if key == "" {
+				if d.unknown == nil {
+					d.unknown = map[string]bool{}
+				}
+				if overflow = len(d.unknown) >= maxUnknown; !overflow {
+					d.unknown[ref] = true
+				}
+			}
 			d.mu.Unlock()
+			if overflow {
+				d.q.Add(FullPass)
+			}
 			if key != "" {
 				log.V(1).Info("container event", "kind", string(ev.Kind), "container", ev.ContainerID, "exitCode", ev.ExitCode, "object", key)
 				d.q.Add(key)
@@ -153,7 +175,14 @@ func (d *Daemon) runPass(ctx context.Context, keys map[string]bool) {
 		}
 		d.mu.Lock()
 		d.index = idx
+		unknown := d.unknown
+		d.unknown = nil
 		d.mu.Unlock()
+		for ref := range unknown {
+			if key := idx[ref]; key != "" {
+				d.q.Add(key)
+			}
+		}
 	}
 	switch {
 	case pr.Err != nil:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,4 +257,44 @@ func ptrString(p *uint32) string {
 		return "unset"
 	}
 	return fmt.Sprint(*p)
+}
+
+// crashOnFirstStart is the fake runtime whose container id exits with code
+// right after its first start, as a process that dies at once: the exit
+// event comes while the pass that started it is still in flight.
+type crashOnFirstStart struct {
+	*ctrfake.Runtime
+	ns, id  string
+	code    uint32
+	crashed atomic.Bool
+}
+
+func (r *crashOnFirstStart) StartContainer(ctx context.Context, ns, id string) (uint32, error) {
+	pid, err := r.Runtime.StartContainer(ctx, ns, id)
+	if err == nil && ns == r.ns && id == r.id && r.crashed.CompareAndSwap(false, true) {
+		r.Exit(ns, id, r.code)
+	}
+	return pid, err
+}
+
+// TestDaemonRestartsAContainerThatExitsDuringThePassThatStartedIt: "a
+// containerd task exit … reconciles the owning cell at once" and "the first
+// restart right after the exit event", for a container that dies as soon
+// as the pass creating its cell starts it — before that pass has told the
+// daemon which cell owns the container. The resync is an hour: only the
+// exit event can bring the restart.
+func TestDaemonRestartsAContainerThatExitsDuringThePassThatStartedIt(t *testing.T) {
+	e := newEnv(t)
+	e.write("realm.yaml", labRealm)
+	e.write("svc.yaml", svcCell("always", 1))
+	e.rc.Runtime = &crashOnFirstStart{Runtime: e.rt, ns: labNS, id: svcApp, code: 1}
+	stop, _ := e.runDaemon(nil)
+	defer stop()
+	eventually(t, "app restarted after its exit during the first pass", func() bool {
+		c := e.containerState(svcKey, 1)
+		return c.State == ContainerRunning && c.RestartCount == 1
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
 }
