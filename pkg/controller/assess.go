@@ -91,6 +91,9 @@ func assessContainer(dc *hierarchy.Container, oc ctr.Container, present bool, rs
 		return v
 	}
 	v.NextRestart = nextRestart(dc, rs)
+	if rs.LastRestart.IsZero() {
+		v.NextRestart = oc.Task.ExitedAt // never restarted: at once
+	}
 	if backoff && rs.Count > 0 && now.Before(v.NextRestart) {
 		v.Verdict = VerdictBackoff
 		return v

@@ -144,6 +144,9 @@ func (d *Daemon) feed(ctx context.Context, resync time.Duration) {
 				}
 				continue
 			}
+			// The index is set before a pass applies anything (setIndex),
+			// so an exit of a container the pass is starting finds its
+			// cell; a key the index lacks is a foreign container.
 			d.mu.Lock()
 			key := d.index[ev.Namespace+"/"+ev.ContainerID]
 			d.mu.Unlock()

@@ -292,6 +292,7 @@ func (rc *Reconciler) plan(ctx context.Context, pr *PassResult, scope PassScope,
 			return nil, err
 		}
 	}
+	p.restarts.resetLongRuns(p.obs)
 	in := PlanInput{
 		Desired: pr.Tree, Observed: p.obs, Inventory: p.inv, Restarts: p.restarts,
 		Sources:  Sources{Load: pr.Load, Failed: p.failed, Empty: emptySources(pr.Load)},

@@ -102,6 +102,24 @@ func (b *RestartBook) resetRunning(obs *Observed, now time.Time) {
 	}
 }
 
+// resetLongRuns starts the backoff afresh for every stopped container
+// that ran for RestartResetAfter before it exited, though no pass saw it
+// running that long (the resync is 30 s): the run is measured from the
+// reconciler's last restart of it to the task's exit.
+func (b *RestartBook) resetLongRuns(obs *Observed) {
+	for ns, cs := range obs.Containers {
+		for _, c := range cs {
+			k := ns + "/" + c.ID
+			rs, ok := b.entries[k]
+			if ok && rs.Count > 0 && c.Task.Status == ctr.TaskStopped && !rs.LastRestart.IsZero() &&
+				!c.Task.ExitedAt.IsZero() && c.Task.ExitedAt.Sub(rs.LastRestart) >= RestartResetAfter {
+				rs.Count = 0
+				b.entries[k] = rs
+			}
+		}
+	}
+}
+
 // nextRestart is when the policy allows the next restart of dc.
 func nextRestart(dc *hierarchy.Container, rs RestartState) time.Time {
 	return rs.LastRestart.Add(RestartDelay(time.Duration(*dc.Spec.RestartBackoffSeconds)*time.Second, rs.Count))

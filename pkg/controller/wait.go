@@ -47,7 +47,9 @@ func notReady(st *Status, stateDir string) []string {
 			continue
 		}
 		for _, c := range o.Containers {
-			if c.State == ContainerRunning || (c.State == ContainerExited && c.ExitCode != nil && *c.ExitCode == 0) {
+			// A clean exit is done, unless its policy restarts it (always):
+			// then it has a next restart and is not ready.
+			if c.State == ContainerRunning || (c.State == ContainerExited && c.ExitCode != nil && *c.ExitCode == 0 && c.NextRestartAt == nil) {
 				continue
 			}
 			line := fmt.Sprintf("%s: container %s is %s", o.Key, c.ID, strings.ToLower(stateWords(c)))

@@ -586,4 +586,59 @@ mark vmt-done
 run_check oom-killed check_oom_killed
 run_check oom-restarted check_oom_restarted
 mark oom-done
+
+# ---------------------------------------------------------------------------
+# Phase D (README promises, test/integration/promises*_test.go): "every
+# resync rewrites level limits changed by hand", in the daemon. The hybrid
+# integration host has no limit to change; this pure v2 guest does. Space s1
+# keeps pids.max 1500 from testdata/manifests (level-limits); nothing but the
+# resync can put a hand edit back (no event comes from a cgroup file). The
+# daemon must also stop on SIGTERM with exit 0, restarting no container but
+# cell oom's hog (OOM-killed over and over by design).
+
+check_daemon_resync_restores_limit() {
+	need_reconciler
+	f=$CG/$ROOT/vmt/s1/pids.max
+	want=1500
+	[ "$(cat "$f" 2>&1)" = "$want" ] || die "space s1 pids.max = '$(cat "$f" 2>&1)' before the check, want $want"
+	before=$(tasks "$NS" | grep -v _oom_)
+	log=$LOGS/daemon-resync.json
+	reconciler --manifests "$M" --containerd-address "$SOCK" --cgroup-root "/$ROOT" \
+		--state-dir "$STATE" --image-archives "$J/images" --resync 5s --log-format json >"$log" 2>&1 &
+	daemon=$!
+	i=0
+	until grep -q '"msg":"first pass done"' "$log"; do
+		if ! kill -0 "$daemon" 2>/dev/null || [ $i -ge 240 ]; then
+			kill -KILL "$daemon" 2>/dev/null
+			die "daemon: no first pass within 120 s: $(tail -n 2 "$log")"
+		fi
+		sleep 0.5
+		i=$((i + 1))
+	done
+	echo 1234 >"$f" || { kill -KILL "$daemon"; die "cannot write $f"; }
+	echo "edited by hand at $(uptime_s): pids.max = $(cat "$f")"
+	i=0
+	while [ "$(cat "$f")" != "$want" ] && [ $i -lt 120 ]; do
+		sleep 0.5
+		i=$((i + 1))
+	done
+	got=$(cat "$f")
+	echo "after $((i / 2)) s: pids.max = $got"
+	kill -TERM "$daemon"
+	i=0
+	while kill -0 "$daemon" 2>/dev/null && [ $i -lt 30 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	kill -0 "$daemon" 2>/dev/null && kill -KILL "$daemon" && die "daemon ignored SIGTERM for 30 s"
+	wait "$daemon"
+	rc=$?
+	[ "$got" = "$want" ] || die "space s1 pids.max = $got 60 s after a hand edit under --resync 5s, want $want"
+	[ "$rc" -eq 0 ] || die "daemon exited $rc after SIGTERM, want 0"
+	after=$(tasks "$NS" | grep -v _oom_)
+	[ "$before" = "$after" ] || die "containers restarted while the daemon restored a level limit (task PIDs differ)"
+}
+
+run_check daemon-resync-restores-limit check_daemon_resync_restores_limit
+mark promises-done
 mark suite-complete
