@@ -9,12 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 // A stale task bundle is what a create interrupted half-way leaves in
@@ -34,9 +36,10 @@ import (
 // The rule for clearing one ourselves: the error is exactly that one (gRPC
 // Unknown, that message) for the bundle path of this namespace and container,
 // containerd has no task for the container (the caller has checked), nothing
-// is mounted at or under the bundle (a RemoveAll across the rootfs mount
-// would delete the snapshot's files), and no shim answers on the bundle's
-// address. Only the bundle directory is removed: the work directory is
+// is mounted at or under the bundle but the snapshot on its rootfs, which is
+// unmounted first as containerd's Bundle.Delete does (a RemoveAll across a
+// mount would delete the snapshot's files), and no shim answers on the
+// bundle's address. Only the bundle directory is removed: the work directory is
 // re-created by the next create, and RemoveAll removes the symlink, not its
 // target. Hazard: mounts are read from our own mount namespace, which is
 // containerd's on the hosts this runs on (both in the host's namespace).
@@ -81,19 +84,31 @@ func clearStaleBundle(dir string) error {
 	refuse := func(why string) error {
 		return fmt.Errorf("stale task bundle %s: %s; left in place, restarting containerd cleans it", dir, why)
 	}
-	mounts, err := mountsUnder("/proc/self/mountinfo", dir)
-	if err != nil {
-		return refuse(err.Error())
-	}
-	if len(mounts) > 0 {
-		return refuse("mounted: " + strings.Join(mounts, ", "))
-	}
 	live, err := shimAnswers(filepath.Join(dir, "address"))
 	if err != nil {
 		return refuse(err.Error())
 	}
 	if live {
 		return refuse("its shim still answers")
+	}
+	mounts, err := mountsUnder("/proc/self/mountinfo", dir)
+	if err != nil {
+		return refuse(err.Error())
+	}
+	// The snapshot mounted on the bundle's rootfs by a half-made task is
+	// unmounted, as containerd's own Bundle.Delete does; any other mount in
+	// the bundle is not ours to touch.
+	rootfs := filepath.Join(dir, "rootfs")
+	for len(mounts) > 0 && !slices.ContainsFunc(mounts, func(m string) bool { return m != rootfs }) {
+		if err := unix.Unmount(rootfs, 0); err != nil {
+			return refuse(fmt.Sprintf("unmount %s: %v", rootfs, err))
+		}
+		if mounts, err = mountsUnder("/proc/self/mountinfo", dir); err != nil {
+			return refuse(err.Error())
+		}
+	}
+	if len(mounts) > 0 {
+		return refuse("mounted: " + strings.Join(mounts, ", "))
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove stale task bundle %s: %w", dir, err)

@@ -48,19 +48,40 @@ func TestStartContainerStaleBundle(t *testing.T) {
 			},
 		},
 		{
-			name: "refuses a bundle with a mount inside and removes nothing",
+			name: "unmounts the snapshot left on the rootfs, removes the bundle and starts the task; the snapshot's files survive",
 			leave: func(t *testing.T, bundle string) string {
 				rootfs := filepath.Join(bundle, "rootfs")
 				mkdirs(t, rootfs)
-				if err := syscall.Mount("tmpfs", rootfs, "tmpfs", 0, "size=1m"); err != nil {
-					t.Fatalf("mount tmpfs on %s: %v", rootfs, err)
+				snap := t.TempDir()
+				writeFile(t, filepath.Join(snap, "snapshot-file"), "data")
+				if err := syscall.Mount(snap, rootfs, "", syscall.MS_BIND, ""); err != nil {
+					t.Fatalf("bind %s on %s: %v", snap, rootfs, err)
 				}
 				t.Cleanup(func() {
-					if err := syscall.Unmount(rootfs, 0); err != nil {
+					if err := syscall.Unmount(rootfs, 0); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
 						t.Errorf("unmount %s: %v", rootfs, err)
 					}
+					if _, err := os.Stat(filepath.Join(snap, "snapshot-file")); err != nil {
+						t.Errorf("the snapshot's file is gone: %v", err)
+					}
 				})
-				keep := filepath.Join(rootfs, "snapshot-file")
+				return ""
+			},
+		},
+		{
+			name: "refuses a bundle with another mount inside and removes nothing",
+			leave: func(t *testing.T, bundle string) string {
+				other := filepath.Join(bundle, "other")
+				mkdirs(t, other)
+				if err := syscall.Mount("tmpfs", other, "tmpfs", 0, "size=1m"); err != nil {
+					t.Fatalf("mount tmpfs on %s: %v", other, err)
+				}
+				t.Cleanup(func() {
+					if err := syscall.Unmount(other, 0); err != nil {
+						t.Errorf("unmount %s: %v", other, err)
+					}
+				})
+				keep := filepath.Join(other, "some-file")
 				writeFile(t, keep, "data")
 				return keep
 			},
