@@ -2,6 +2,7 @@ package ctr
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,7 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
 )
 
@@ -89,7 +93,13 @@ func clearStaleBundle(dir string) error {
 		return refuse(err.Error())
 	}
 	if live {
-		return refuse("its shim still answers")
+		// An orphan: containerd has no task for this container (the
+		// caller checked), yet the shim it started for the interrupted
+		// create still runs. Ask it, as containerd would, to delete its
+		// task and shut down.
+		if err := stopOrphanShim(filepath.Join(dir, "address"), filepath.Base(dir)); err != nil {
+			return refuse("its shim still answers and did not shut down: " + err.Error())
+		}
 	}
 	mounts, err := mountsUnder("/proc/self/mountinfo", dir)
 	if err != nil {
@@ -193,4 +203,47 @@ func shimAnswers(path string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("probe shim %s: %w", sock, err)
+}
+
+// orphanShimTimeout bounds the talk with an orphan shim and its exit.
+const orphanShimTimeout = 3 * time.Second
+
+// stopOrphanShim asks the shim serving on the socket named in the address
+// file to delete task id (its half-made container, if any) and to shut down,
+// then waits until the socket no longer answers.
+func stopOrphanShim(addressFile, id string) error {
+	b, err := os.ReadFile(addressFile)
+	if err != nil {
+		return fmt.Errorf("read shim address: %w", err)
+	}
+	sock, _ := strings.CutPrefix(strings.TrimSpace(string(b)), "unix://")
+	ctx, cancel := context.WithTimeout(context.Background(), orphanShimTimeout)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	if err != nil {
+		return fmt.Errorf("dial shim %s: %w", sock, err)
+	}
+	client := ttrpc.NewClient(conn)
+	defer client.Close()
+	tasks := taskv2.NewTTRPCTaskClient(client)
+	if _, err := tasks.Delete(ctx, &taskv2.DeleteRequest{ID: id}); err != nil && !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+		return fmt.Errorf("delete task %s in orphan shim: %w", id, err)
+	}
+	// The shim exits while it answers, so an error here is expected; the
+	// verdict is whether its socket still answers afterwards.
+	_, serr := tasks.Shutdown(ctx, &taskv2.ShutdownRequest{ID: id, Now: true})
+	for {
+		live, err := shimAnswers(addressFile)
+		if err != nil {
+			return err
+		}
+		if !live {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("orphan shim on %s still answers after shutdown (%v)", sock, serr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
