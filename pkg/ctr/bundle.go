@@ -223,6 +223,12 @@ func stopOrphanShim(addressFile, id string) error {
 	if err != nil {
 		return fmt.Errorf("dial shim %s: %w", sock, err)
 	}
+	// The shim's pid, to wait for its exit: it cleans up after it stops
+	// answering, and the next create must not race that clean-up.
+	pid := 0
+	if pb, err := os.ReadFile(filepath.Join(filepath.Dir(addressFile), "shim.pid")); err == nil {
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(pb))) // no pid file: nothing to wait for
+	}
 	client := ttrpc.NewClient(conn)
 	defer client.Close()
 	tasks := taskv2.NewTTRPCTaskClient(client)
@@ -237,13 +243,26 @@ func stopOrphanShim(addressFile, id string) error {
 		if err != nil {
 			return err
 		}
-		if !live {
+		if !live && (pid <= 0 || !processAlive(pid)) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("orphan shim on %s still answers after shutdown (%v)", sock, serr)
+			return fmt.Errorf("orphan shim on %s (pid %d) has not exited after shutdown (%v)", sock, pid, serr)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// processAlive reports whether pid runs: it exists and is not a zombie.
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command's closing parenthesis.
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z' && b[i+2] != 'X'
+	}
+	return true
 }

@@ -88,9 +88,24 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 	}
 	newTask := func() (client.Task, error) { return cont.NewTask(nctx, cio.LogFile(logPath)) }
 	task, err = newTask()
-	if dir, ok := staleBundle(err, ns, id); ok {
-		if err := clearStaleBundle(dir); err != nil {
-			return 0, fmt.Errorf("create task %s in %s: %w", id, ns, err)
+	// After an interrupted create, containerd may still be cleaning up the
+	// old attempt's bundle (its clean-up runs when its own shim start gives
+	// up) while a new one is made under the same path: the new shim then
+	// fails to start ("getwd: no such file or directory", a missing
+	// shim-binary-path, "ttrpc: closed"). Those, and a stale bundle, are
+	// retried a few times, shortly apart.
+	for attempt := 1; err != nil && attempt <= shimStartRetries; attempt++ {
+		if dir, ok := staleBundle(err, ns, id); ok {
+			if cerr := clearStaleBundle(dir); cerr != nil {
+				return 0, fmt.Errorf("create task %s in %s: %w", id, ns, cerr)
+			}
+		} else if !shimStartRaced(err) {
+			break
+		}
+		select {
+		case <-nctx.Done():
+			return 0, c.fail(cc, "create task "+id+" in "+ns, errors.Join(err, nctx.Err()))
+		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
 		}
 		task, err = newTask()
 	}
@@ -477,4 +492,18 @@ func processStart(pid uint32) time.Time {
 		return time.Time{}
 	}
 	return boot.time.Add(time.Duration(ticks) * time.Second / clockTicks)
+}
+
+// shimStartRetries bounds the retries of a task create whose shim start
+// raced the clean-up of an interrupted create.
+const shimStartRetries = 5
+
+// shimStartRaced reports whether err is a shim start that failed because
+// its bundle vanished under it (see StartContainer).
+func shimStartRaced(err error) bool {
+	if err == nil || !errdefs.IsUnknown(err) {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "failed to start shim") || strings.Contains(msg, "failed to create shim task")
 }
