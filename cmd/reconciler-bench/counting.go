@@ -87,9 +87,9 @@ func (r countingRuntime) ListContainers(ctx context.Context, ns string) ([]ctr.C
 	return r.inner.ListContainers(ctx, ns)
 }
 
-func (r countingRuntime) ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]ctr.Container, error) {
+func (r countingRuntime) ListContainersWithLabels(ctx context.Context, ns string, selector map[string]string) ([]ctr.Container, error) {
 	r.t.add(false)
-	return r.inner.ListCellContainers(ctx, ns, space, stack, cellID)
+	return r.inner.ListContainersWithLabels(ctx, ns, selector)
 }
 
 func (r countingRuntime) UpdateLabels(ctx context.Context, ns, id string, labels map[string]string) error {

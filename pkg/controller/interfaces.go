@@ -21,9 +21,10 @@ type RuntimeReader interface {
 	// ListContainers returns the containers in ns that carry our
 	// managed-by label, with their tasks.
 	ListContainers(ctx context.Context, ns string) ([]ctr.Container, error)
-	// ListCellContainers is ListContainers for one cell's labels, cheaper
-	// than a whole namespace: event-driven reconciles use it.
-	ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]ctr.Container, error)
+	// ListContainersWithLabels is ListContainers narrowed to a label
+	// selector, cheaper than a whole namespace: event-driven reconciles
+	// read one cell's containers with it (cellSelector).
+	ListContainersWithLabels(ctx context.Context, ns string, selector map[string]string) ([]ctr.Container, error)
 }
 
 // RuntimeWriter is what the executor changes in containerd.

@@ -261,7 +261,7 @@ func (o *Observer) RefreshCells(ctx context.Context, obs *Observed, cells []*hie
 	out := obs.clone()
 	for _, c := range cells {
 		if obs.Namespaces[c.Namespace] {
-			fresh, err := o.Runtime.ListCellContainers(ctx, c.Namespace, c.Space, c.Stack, c.ID)
+			fresh, err := o.Runtime.ListContainersWithLabels(ctx, c.Namespace, cellSelector(c))
 			if err != nil {
 				return nil, fmt.Errorf("list containers of %s: %w", c.Key(), err)
 			}
@@ -285,4 +285,9 @@ func (o *Observer) RefreshCells(ctx context.Context, obs *Observed, cells []*hie
 		out.Cgroups[c.CgroupPath] = st
 	}
 	return out, nil
+}
+
+// cellSelector selects the containers of cell c by their labels.
+func cellSelector(c *hierarchy.Cell) map[string]string {
+	return map[string]string{ctr.LabelSpace: c.Space, ctr.LabelStack: c.Stack, ctr.LabelCell: c.ID}
 }

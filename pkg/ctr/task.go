@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -352,21 +354,23 @@ func (c *Client) ListContainers(ctx context.Context, ns string) ([]Container, er
 	return withTasks(list, tasks), nil
 }
 
-// ListCellContainers is ListContainers narrowed to the containers of one
-// cell (by its space, stack and cell id labels). It asks only those
-// containers' shims for their task, where ListContainers asks every shim of
-// the namespace: the cheap read behind an event-driven reconcile.
-func (c *Client) ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]Container, error) {
+// ListContainersWithLabels is ListContainers narrowed to the containers
+// that carry every label of selector (key → exact value). It asks only
+// those containers' shims for their task, where ListContainers asks every
+// shim of the namespace: the cheap read behind an event-driven reconcile.
+func (c *Client) ListContainersWithLabels(ctx context.Context, ns string, selector map[string]string) ([]Container, error) {
 	cc, err := c.conn()
 	if err != nil {
 		return nil, err
 	}
 	nctx := nsCtx(ctx, ns)
-	filter := fmt.Sprintf("labels.%q==%s,labels.%q==%s,labels.%q==%s,labels.%q==%s",
-		LabelManagedBy, ManagedByValue, LabelSpace, space, LabelStack, stack, LabelCell, cellID)
-	list, err := cc.ContainerService().List(nctx, filter)
+	terms := []string{fmt.Sprintf("labels.%q==%q", LabelManagedBy, ManagedByValue)}
+	for _, k := range slices.Sorted(maps.Keys(selector)) {
+		terms = append(terms, fmt.Sprintf("labels.%q==%q", k, selector[k]))
+	}
+	list, err := cc.ContainerService().List(nctx, strings.Join(terms, ","))
 	if err != nil {
-		return nil, c.fail(cc, "list containers of cell "+cellID+" in "+ns, err)
+		return nil, c.fail(cc, "list containers in "+ns+" with "+strings.Join(terms[1:], ","), err)
 	}
 	tasks := make(map[string]*tasktypes.Process, len(list))
 	for _, info := range list {

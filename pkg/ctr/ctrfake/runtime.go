@@ -482,16 +482,20 @@ func (r *Runtime) ListContainers(_ context.Context, ns string) ([]ctr.Container,
 	return out, nil
 }
 
-// ListCellContainers is ListContainers narrowed to one cell's labels. See
-// ctr.Client.
-func (r *Runtime) ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]ctr.Container, error) {
+// ListContainersWithLabels is ListContainers narrowed to the containers
+// carrying every label of selector. See ctr.Client.
+func (r *Runtime) ListContainersWithLabels(ctx context.Context, ns string, selector map[string]string) ([]ctr.Container, error) {
 	all, err := r.ListContainers(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
 	var out []ctr.Container
 	for _, c := range all {
-		if c.Labels[ctr.LabelSpace] == space && c.Labels[ctr.LabelStack] == stack && c.Labels[ctr.LabelCell] == cellID {
+		match := true
+		for k, v := range selector {
+			match = match && c.Labels[k] == v
+		}
+		if match {
 			out = append(out, c)
 		}
 	}

@@ -23,7 +23,7 @@ type Runtime interface {
 	StopContainer(ctx context.Context, ns, id string, grace time.Duration) error
 	DeleteContainer(ctx context.Context, ns, id string, grace time.Duration) error
 	ListContainers(ctx context.Context, ns string) ([]ctr.Container, error)
-	ListCellContainers(ctx context.Context, ns, space, stack, cellID string) ([]ctr.Container, error)
+	ListContainersWithLabels(ctx context.Context, ns string, selector map[string]string) ([]ctr.Container, error)
 	UpdateLabels(ctx context.Context, ns, id string, labels map[string]string) error
 	Events(ctx context.Context) <-chan ctr.Event
 }

@@ -281,9 +281,9 @@ func RunRuntimeContract(t *testing.T, newRT NewRuntime, hooks Hooks) {
 		if _, err := rt.StartContainer(ctx, ns, "s_t_a_x"); err != nil {
 			t.Fatalf("StartContainer: %v", err)
 		}
-		got, err := rt.ListCellContainers(ctx, ns, "s", "t", "a")
+		got, err := rt.ListContainersWithLabels(ctx, ns, map[string]string{ctr.LabelSpace: "s", ctr.LabelStack: "t", ctr.LabelCell: "a"})
 		if err != nil {
-			t.Fatalf("ListCellContainers: %v", err)
+			t.Fatalf("ListContainersWithLabels: %v", err)
 		}
 		var ids []string
 		for _, c := range got {
@@ -293,9 +293,9 @@ func RunRuntimeContract(t *testing.T, newRT NewRuntime, hooks Hooks) {
 		if diff := cmp.Diff(want, ids); diff != "" {
 			t.Errorf("cell a (-want +got):\n%s", diff)
 		}
-		none, err := rt.ListCellContainers(ctx, ns, "s", "t", "nope")
+		none, err := rt.ListContainersWithLabels(ctx, ns, map[string]string{ctr.LabelSpace: "s", ctr.LabelStack: "t", ctr.LabelCell: "nope"})
 		if err != nil {
-			t.Fatalf("ListCellContainers(a cell without containers): %v", err)
+			t.Fatalf("ListContainersWithLabels(a cell without containers): %v", err)
 		}
 		if len(none) != 0 {
 			t.Errorf("a cell without containers lists %+v", none)
