@@ -50,7 +50,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func (e *env) containerState(cell string, idx int) ContainerStatus {
-	st, _ := LoadStatus(e.rc.statusPath())
+	st, err := LoadStatus(e.rc.statusPath())
+	if err != nil {
+		e.t.Errorf("load status: %v", err)
+	}
 	if st == nil {
 		return ContainerStatus{}
 	}
@@ -133,7 +136,10 @@ func TestDaemon(t *testing.T) {
 			}
 		}
 		eventually(t, "cell Failed", func() bool {
-			st, _ := LoadStatus(e.rc.statusPath())
+			st, err := LoadStatus(e.rc.statusPath())
+			if err != nil {
+				t.Fatalf("load status: %v", err)
+			}
 			o := cellOf(st, "Cell lab/web/blog/worker")
 			c := e.containerState("Cell lab/web/blog/worker", 1)
 			return o.State == StateFailed && c.ExitCode != nil && *c.ExitCode == 3

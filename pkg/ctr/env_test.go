@@ -128,10 +128,16 @@ func (e *env) foreignNamespace(t *testing.T, ns string) {
 func (e *env) deleteNamespace(t *testing.T, ns string) {
 	t.Cleanup(func() {
 		ctx := context.Background()
-		list, _ := e.client.ListContainers(ctx, ns)
-		for _, c := range list {
-			_ = e.client.DeleteContainer(ctx, ns, c.ID, 0)
+		list, err := e.client.ListContainers(ctx, ns)
+		if err != nil && !errors.Is(err, ctr.ErrNotFound) {
+			t.Errorf("list containers in %s: %v", ns, err)
 		}
+		for _, c := range list {
+			if err := e.client.DeleteContainer(ctx, ns, c.ID, 0); err != nil && !errors.Is(err, ctr.ErrNotFound) {
+				t.Errorf("delete container %s/%s: %v", ns, c.ID, err)
+			}
+		}
+		// Foreign containers a test planted may keep the namespace: not ours.
 		if err := e.client.DeleteNamespace(ctx, ns); err != nil && !errors.Is(err, ctr.ErrNotFound) && !errors.Is(err, ctr.ErrNotEmpty) {
 			t.Errorf("delete namespace %s: %v", ns, err)
 		}

@@ -90,8 +90,8 @@ func TestArchiveIndexFollowsTheDirectory(t *testing.T) {
 	if err != nil || got != filepath.Join(dir, "a.tar") {
 		t.Fatalf("lookup = %q, %v; want a.tar despite a broken neighbour", got, err)
 	}
-	if got, _ := x.lookup("docker.io/library/alpine:3"); got != "" {
-		t.Errorf("lookup(alpine) = %q, want none", got)
+	if got, err := x.lookup("docker.io/library/alpine:3"); err != nil || got != "" {
+		t.Errorf("lookup(alpine) = %q, %v; want none", got, err)
 	}
 	writeTar(t, filepath.Join(dir, "b.tar"), false, map[string]string{"manifest.json": `[{"RepoTags":["alpine:3"]}]`})
 	// Make sure the directory's mtime moves even on coarse clocks.
@@ -99,8 +99,8 @@ func TestArchiveIndexFollowsTheDirectory(t *testing.T) {
 	if err := os.Chtimes(dir, later, later); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := x.lookup("docker.io/library/alpine:3"); got != filepath.Join(dir, "b.tar") {
-		t.Errorf("lookup(alpine) after adding b.tar = %q", got)
+	if got, err := x.lookup("docker.io/library/alpine:3"); err != nil || got != filepath.Join(dir, "b.tar") {
+		t.Errorf("lookup(alpine) after adding b.tar = %q, %v", got, err)
 	}
 }
 

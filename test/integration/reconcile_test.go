@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -101,14 +102,24 @@ func newHost(t *testing.T) *host {
 	t.Cleanup(func() {
 		// Delete what the test left, so containerd stops without live shims.
 		ctx := context.Background()
-		nss, _ := h.client.ListNamespaces(ctx)
+		nss, err := h.client.ListNamespaces(ctx)
+		if err != nil {
+			t.Errorf("clean up: %v", err)
+		}
 		for _, ns := range nss {
-			cs, _ := h.client.ListContainers(ctx, ns)
+			cs, err := h.client.ListContainers(ctx, ns)
+			if err != nil {
+				t.Errorf("clean up: %v", err)
+			}
 			for _, c := range cs {
-				_ = h.client.DeleteContainer(ctx, ns, c.ID, 0)
+				if err := h.client.DeleteContainer(ctx, ns, c.ID, 0); err != nil && !errors.Is(err, ctr.ErrNotFound) {
+					t.Errorf("clean up %s/%s: %v", ns, c.ID, err)
+				}
 			}
 		}
-		h.client.Close()
+		if err := h.client.Close(); err != nil {
+			t.Errorf("close client: %v", err)
+		}
 	})
 	return h
 }
@@ -318,7 +329,10 @@ func TestLabConverges(t *testing.T) {
 		h.mustRun(2, "--once", "--dry-run")
 		h.mustRun(0, "--once")
 		equalExcept(t, converged, h.tasks(h.ns))
-		cs, _ := h.client.ListContainers(context.Background(), h.ns)
+		cs, err := h.client.ListContainers(context.Background(), h.ns)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, c := range cs {
 			if c.Labels[ctr.LabelCell] == "frontend" && c.Labels["app"] != "journal" {
 				t.Errorf("%s has app=%q, want journal", c.ID, c.Labels["app"])

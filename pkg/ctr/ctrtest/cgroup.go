@@ -259,7 +259,7 @@ func RunCgroupContract(t *testing.T, newFS func(t *testing.T) (fs CgroupFS, root
 		if !errors.Is(err, ctr.ErrNotEmpty) || !strings.Contains(err.Error(), leaf) {
 			t.Errorf("Remove(busy) = %v, want ErrNotEmpty naming %s", err, leaf)
 		}
-		if ok, _ := fs.Exists(leaf); !ok {
+		if ok, err := fs.Exists(leaf); err != nil || !ok {
 			t.Errorf("%s was removed while it held a process", leaf)
 		}
 		stopSleep(t, fs, pid)
