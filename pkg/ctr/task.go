@@ -96,11 +96,11 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 	// fails to start ("getwd: no such file or directory", a missing
 	// shim-binary-path, "ttrpc: closed"). Those, and a stale bundle, are
 	// retried a few times, shortly apart.
+	var clearErr error // why a stale bundle was left in place, last time
 	for attempt := 1; err != nil && attempt <= shimStartRetries; attempt++ {
 		if dir, ok := staleBundle(err, ns, id); ok {
-			if cerr := clearStaleBundle(dir); cerr != nil {
-				return 0, fmt.Errorf("create task %s in %s: %w", id, ns, cerr)
-			}
+			// A refusal may pass: an orphan shim may still be exiting.
+			clearErr = clearStaleBundle(dir)
 		} else if !shimStartRaced(err) {
 			break
 		}
@@ -110,6 +110,9 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 		case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
 		}
 		task, err = newTask()
+	}
+	if _, stale := staleBundle(err, ns, id); stale && clearErr != nil {
+		return 0, fmt.Errorf("create task %s in %s: %w", id, ns, clearErr)
 	}
 	if errdefs.IsAlreadyExists(err) {
 		existing, werr := awaitTask(nctx, cont)

@@ -229,7 +229,7 @@ spec:
 		{
 			name:     "3 for a container recreate",
 			change:   func() { h.edit("pod.yaml", "REV=1", "REV=2") },
-			wantCode: 3, wantOut: "container app recreated (env)", converge: true,
+			wantCode: 3, wantOut: "container app recreated (env REV=1 → REV=2)", converge: true,
 		},
 		{
 			name:     "3 for a cell recreate (its root changed)",

@@ -60,6 +60,7 @@ var expectedChecks = []string{
 	"prune-cell",
 	"oom-killed",
 	"oom-restarted",
+	"daemon-resync-restores-limit",
 }
 
 // TestPureCgroupV2 boots a VM whose only cgroup hierarchy is cgroup2 with
