@@ -51,7 +51,9 @@ func runDaemon(ctx context.Context, rc *controller.Reconciler, f *reconcileFlags
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_ = srv.Shutdown(sctx)
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Error(err, "stop serving health and metrics")
+			}
 		}()
 	}
 

@@ -227,7 +227,9 @@ func stopOrphanShim(addressFile, id string) error {
 	// answering, and the next create must not race that clean-up.
 	pid := 0
 	if pb, err := os.ReadFile(filepath.Join(filepath.Dir(addressFile), "shim.pid")); err == nil {
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(pb))) // no pid file: nothing to wait for
+		if n, err := strconv.Atoi(strings.TrimSpace(string(pb))); err == nil {
+			pid = n // a torn pid file: only the socket is waited for
+		}
 	}
 	client := ttrpc.NewClient(conn)
 	defer client.Close()

@@ -133,6 +133,10 @@ func (c *Client) drop(cc *client.Client) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cc == cc && cc != nil {
+		// Deliberately unchecked: drop runs after a call found the
+		// connection broken, and closing a broken gRPC connection fails
+		// with nothing the caller's error does not already say; the next
+		// call dials afresh either way.
 		_ = cc.Close()
 		c.cc = nil
 	}

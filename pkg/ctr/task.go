@@ -134,7 +134,11 @@ func (c *Client) StartContainer(ctx context.Context, ns, id string) (uint32, err
 		return 0, c.fail(cc, "create task "+id+" in "+ns, err)
 	}
 	if err := task.Start(nctx); err != nil {
-		_, _ = task.Delete(nctx, client.WithProcessKill)
+		// The half-made task goes, or the next start finds it; a failure
+		// to delete it is reported with the start's.
+		if _, derr := task.Delete(nctx, client.WithProcessKill); derr != nil && !errdefs.IsNotFound(derr) {
+			err = errors.Join(err, fmt.Errorf("delete the task that did not start: %w", derr))
+		}
 		return 0, c.fail(cc, "start task "+id+" in "+ns, err)
 	}
 	return task.Pid(), nil
@@ -258,7 +262,10 @@ func (c *Client) stop(ctx context.Context, cc *client.Client, cont client.Contai
 			return c.fail(cc, "wait "+id, err)
 		}
 		if st.Status != client.Running {
-			_ = task.Resume(nctx)
+			// A frozen task would not see SIGTERM until the grace ran out.
+			if err := task.Resume(nctx); err != nil && !errdefs.IsNotFound(err) {
+				return c.fail(cc, "resume "+id, err)
+			}
 		}
 		if err := task.Kill(nctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
 			return c.fail(cc, "signal "+id, err)

@@ -120,8 +120,7 @@ func NewWatcher(paths []string, opts WatchOptions) (*Watcher, error) {
 	w.initErrs = w.rescan()
 	for _, err := range w.initErrs {
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EMFILE) {
-			_ = w.Close()
-			return nil, fmt.Errorf("%w (see fs.inotify.max_user_watches and max_user_instances)", err)
+			return nil, errors.Join(fmt.Errorf("%w (see fs.inotify.max_user_watches and max_user_instances)", err), w.Close())
 		}
 	}
 	return w, nil
@@ -288,7 +287,7 @@ func (w *Watcher) rescan() []error {
 	}
 	for p := range w.dirs {
 		if s.next[p] == nil {
-			_ = w.fsw.Remove(p) // already gone if inotify dropped it
+			s.unwatch(p)
 		}
 	}
 	w.dirs = s.next
@@ -432,7 +431,7 @@ func (s *scan) watch(dir string) *watchedDir {
 	// watched under its old path, and fsnotify would keep that name for it
 	// and ignore the new one. Drop the old watch first.
 	if old, ok := s.prev[id]; ok && old != dir && s.next[old] == nil {
-		_ = s.fsw.Remove(old)
+		s.unwatch(old)
 		delete(s.prev, id)
 	}
 	// Adding a watched path again is cheap, and it re-establishes a watch
@@ -447,4 +446,13 @@ func (s *scan) watch(dir string) *watchedDir {
 	s.next[dir] = d
 	s.ids[id] = dir
 	return d
+}
+
+// unwatch removes the watch of dir. A watch inotify already dropped (the
+// directory is gone) is not an error; any other failure is recorded, so the
+// next scan reports it.
+func (s *scan) unwatch(dir string) {
+	if err := s.fsw.Remove(dir); err != nil && !errors.Is(err, fsnotify.ErrNonExistentWatch) {
+		s.errs = append(s.errs, fmt.Errorf("unwatch %s: %w", dir, err))
+	}
 }

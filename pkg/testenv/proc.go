@@ -29,6 +29,7 @@ type Proc struct {
 	cmd      *exec.Cmd
 	done     chan struct{}
 	exitedAt time.Time // set before done is closed
+	waitErr  error     // set before done is closed
 }
 
 // Start starts the reconciler with the host's flags and args and returns
@@ -54,7 +55,12 @@ func (h *Host) Start(args ...string) *Proc {
 	}
 	p := &Proc{t: t, Args: args, LogPath: f.Name(), cmd: cmd, done: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait() // the exit code is read from ProcessState
+		// A non-zero exit is an ExitError and read from ProcessState; any
+		// other error (the wait itself failed) is kept for the cleanup.
+		var ee *exec.ExitError
+		if err := cmd.Wait(); err != nil && !errors.As(err, &ee) {
+			p.waitErr = err
+		}
 		p.exitedAt = time.Now()
 		close(p.done)
 	}()
@@ -63,6 +69,9 @@ func (h *Host) Start(args ...string) *Proc {
 			if _, err := p.Stop(); err != nil {
 				t.Errorf("stop reconciler %s: %v", strings.Join(args, " "), err)
 			}
+		}
+		if p.waitErr != nil {
+			t.Errorf("wait for reconciler %s: %v", strings.Join(args, " "), p.waitErr)
 		}
 	})
 	return p

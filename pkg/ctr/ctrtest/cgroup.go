@@ -323,8 +323,14 @@ func stopSleep(t *testing.T, fs CgroupFS, pid int) {
 		return
 	}
 	delete(sleeps, pid)
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
+	if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		t.Errorf("kill sleep %d: %v", pid, err)
+	}
+	// Killed, it exits with a signal: only another error is one.
+	var ee *exec.ExitError
+	if err := cmd.Wait(); err != nil && !errors.As(err, &ee) {
+		t.Errorf("wait for sleep %d: %v", pid, err)
+	}
 	if pe, ok := fs.(ProcessExiter); ok {
 		pe.ProcessExited(pid)
 	}
