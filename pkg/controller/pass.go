@@ -495,19 +495,7 @@ func emptySources(res *manifest.Result) map[string]bool {
 // hasUndeclared reports whether the inventory records an object the tree
 // does not declare: only then is the prune grace worth a look at mtimes.
 func hasUndeclared(tree *hierarchy.Tree, inv *Inventory) bool {
-	declared := map[string]bool{}
-	for _, r := range tree.Realms {
-		declared[r.Key()] = true
-		for _, s := range r.Spaces {
-			declared[s.Key()] = true
-			for _, st := range s.Stacks {
-				declared[st.Key()] = true
-				for _, c := range st.Cells {
-					declared[c.Key()] = true
-				}
-			}
-		}
-	}
+	declared, _ := desiredKeys(tree)
 	for k := range inv.Objects {
 		if !declared[k] {
 			return true

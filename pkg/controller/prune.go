@@ -2,7 +2,6 @@ package controller
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -50,6 +49,18 @@ const (
 	KeptPruneOff KeptWhy = "prune-off"
 )
 
+// statusReason is the Reason of a kept object's status.
+func (w KeptWhy) statusReason() string {
+	switch w {
+	case KeptDeferred:
+		return "KeptDeferred"
+	case KeptPruneOff:
+		return "KeptPruneOff"
+	default:
+		return "KeptUnsafe"
+	}
+}
+
 // Kept is a recorded object that is no longer declared and that the plan
 // keeps, with the reason. Status shows it as Orphaned.
 type Kept struct {
@@ -67,25 +78,7 @@ type Kept struct {
 // manifests are quiet. Every other candidate is kept, in p.Kept, with the
 // reason. desired are the changes of the desired objects (for refusals).
 func planPrune(in PlanInput, p *Plan, desired []Change) []Change {
-	// empty: no manifest declares anything (implied parents do not count).
-	declared := map[string]bool{}
-	empty := true
-	for _, r := range in.Desired.Realms {
-		declared[r.Key()] = true
-		empty = empty && r.Implied
-		for _, s := range r.Spaces {
-			declared[s.Key()] = true
-			empty = empty && s.Implied
-			for _, st := range s.Stacks {
-				declared[st.Key()] = true
-				empty = empty && st.Implied
-				for _, c := range st.Cells {
-					declared[c.Key()] = true
-					empty = false
-				}
-			}
-		}
-	}
+	declared, empty := desiredKeys(in.Desired)
 	var candidates []string
 	for _, k := range in.Inventory.Keys() {
 		if !declared[k] && in.Inventory.Objects[k].Realm != v1beta1.SystemRealm {
@@ -182,8 +175,30 @@ func planPrune(in PlanInput, p *Plan, desired []Change) []Change {
 	for _, k := range sortedKeys(kept) {
 		p.Kept = append(p.Kept, kept[k])
 	}
-	sort.SliceStable(p.Kept, func(i, j int) bool { return p.Kept[i].Key < p.Kept[j].Key })
 	return out
+}
+
+// desiredKeys are the keys of every object of the tree; empty reports that
+// no manifest declares anything (implied parents do not count).
+func desiredKeys(tree *hierarchy.Tree) (keys map[string]bool, empty bool) {
+	keys, empty = map[string]bool{}, true
+	for _, r := range tree.Realms {
+		keys[r.Key()] = true
+		empty = empty && r.Implied
+		for _, s := range r.Spaces {
+			keys[s.Key()] = true
+			empty = empty && s.Implied
+			for _, st := range s.Stacks {
+				keys[st.Key()] = true
+				empty = empty && st.Implied
+				for _, c := range st.Cells {
+					keys[c.Key()] = true
+					empty = false
+				}
+			}
+		}
+	}
+	return keys, empty
 }
 
 // pruneChange is the delete of a recorded object.

@@ -204,7 +204,7 @@ func orphanStatus(kept []Kept, obs *Observed) []ObjectStatus {
 	var out []ObjectStatus
 	for _, k := range kept {
 		rec := k.Record
-		st := ObjectStatus{Kind: k.Kind, Key: k.Key, State: StateOrphaned, Reason: "Kept" + kebabToCamel(string(k.Why)),
+		st := ObjectStatus{Kind: k.Kind, Key: k.Key, State: StateOrphaned, Reason: k.Why.statusReason(),
 			Message: "kept: " + k.Reason, Source: rec.Source, CgroupPath: rec.Cgroup, Controllers: obs.Cgroups[rec.Cgroup].Delegated}
 		if st.Controllers == nil {
 			st.Controllers = []string{}
@@ -230,17 +230,6 @@ func orphanStatus(kept []Kept, obs *Observed) []ObjectStatus {
 		out = append(out, st)
 	}
 	return out
-}
-
-// kebabToCamel turns "prune-off" into "PruneOff".
-func kebabToCamel(s string) string {
-	var b strings.Builder
-	for _, part := range strings.Split(s, "-") {
-		if part != "" {
-			b.WriteString(strings.ToUpper(part[:1]) + part[1:])
-		}
-	}
-	return b.String()
 }
 
 // cellStatus renders the assessment of a cell; it judges nothing itself.

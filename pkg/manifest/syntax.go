@@ -28,7 +28,7 @@ func syntaxPosition(data []byte, err error) (line, col int, msg string) {
 	msg = text
 	if m != nil {
 		msg = text[len(m[0]):]
-		line, _ = strconv.Atoi(m[1]) // the pattern matched digits: it parses
+		line, _ = strconv.Atoi(m[1]) // no "line N:" (the group is optional) leaves 0: position unknown
 	}
 	lines := bytes.SplitAfter(data, []byte("\n"))
 	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
